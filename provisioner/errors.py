@@ -1,0 +1,44 @@
+"""Typed errors: the library raises these, only the CLI prints them and picks exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ProvisionerError(Exception):
+    """Base of every error the CLI turns into one line and exit code 1."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding in a topology file: where it is and what is wrong."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = f" (at {self.path})" if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: {self.message}{where}"
+
+
+class TopologyInvalid(ProvisionerError):
+    """The topology files do not load or do not validate; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class BrokerError(ProvisionerError):
+    """The broker could not be reached or refused a request (message never holds credentials)."""
+
+
+class UnsafeChange(ProvisionerError):
+    """The plan holds changes that need an explicit flag (--migrate, --force)."""
+
+
+class LockTimeout(ProvisionerError):
+    """Another apply holds the vhost lock for longer than --lock-timeout."""

@@ -1,0 +1,289 @@
+"""The expanded topology: plain frozen dataclasses that plan, apply and render all read.
+
+Identity (``key``, used for ``__hash__`` and for diffing) is separate from
+equality (every broker-visible field). Shorthands such as ``dead_letter: true``
+and friendly queue fields are gone by the time objects reach this module's
+types: what is here is what the broker should hold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+Key = tuple[str, ...]
+
+# Friendly queue fields and the x-argument each stands for (as kombu's table does).
+QUEUE_ARGUMENT_NAMES: dict[str, str] = {
+    "max_length": "x-max-length",
+    "max_length_bytes": "x-max-length-bytes",
+    "message_ttl": "x-message-ttl",
+    "expires": "x-expires",
+    "overflow": "x-overflow",
+    "max_priority": "x-max-priority",
+    "delivery_limit": "x-delivery-limit",
+    "single_active_consumer": "x-single-active-consumer",
+    "queue_mode": "x-queue-mode",
+    "dead_letter_strategy": "x-dead-letter-strategy",
+    "initial_cluster_size": "x-quorum-initial-group-size",
+    "max_age": "x-max-age",
+}
+
+# x-arguments whose value is an integer; the broker may hand them back as strings.
+INTEGER_ARGUMENTS = frozenset(
+    {
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-message-ttl",
+        "x-expires",
+        "x-max-priority",
+        "x-delivery-limit",
+        "x-quorum-initial-group-size",
+        "x-stream-max-segment-size-bytes",
+    }
+)
+BOOLEAN_ARGUMENTS = frozenset({"x-single-active-consumer"})
+
+
+def canonical_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
+    """Return arguments in the one form both the file and the live broker are compared in.
+
+    ``x-queue-type`` is dropped (it is the queue's ``type`` field), integer
+    arguments given as numeric strings become ints, keys are sorted.
+    """
+    result: dict[str, Any] = {}
+    for name in sorted(arguments or {}):
+        value = (arguments or {})[name]
+        if name == "x-queue-type":
+            continue
+        if name in INTEGER_ARGUMENTS and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        elif name in INTEGER_ARGUMENTS and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif name in BOOLEAN_ARGUMENTS and isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        result[name] = value
+    return result
+
+
+def arguments_text(arguments: dict[str, Any]) -> str:
+    """Stable text of an argument table, used in binding keys and plan output."""
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class VHost:
+    """A virtual host the topology manages."""
+
+    name: str
+    kind: ClassVar[str] = "vhost"
+
+    @property
+    def key(self) -> Key:
+        return ("vhost", self.name)
+
+    @property
+    def vhost(self) -> str:
+        return self.name
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """An exchange as the broker holds it. Everything but the name is immutable on the broker."""
+
+    vhost: str
+    name: str
+    type: str
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "exchange"
+
+    @property
+    def key(self) -> Key:
+        return ("exchange", self.vhost, self.name)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue as the broker holds it; ``arguments`` never holds ``x-queue-type``."""
+
+    vhost: str
+    name: str
+    type: str = "classic"
+    durable: bool = True
+    auto_delete: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "queue"
+
+    @property
+    def key(self) -> Key:
+        return ("queue", self.vhost, self.name)
+
+    @property
+    def declare_arguments(self) -> dict[str, Any]:
+        """The arguments to declare with: the stored ones plus ``x-queue-type`` unless classic."""
+        if self.type == "classic":
+            return dict(self.arguments)
+        return {**self.arguments, "x-queue-type": self.type}
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A binding is a resource of its own; its whole content is its identity."""
+
+    vhost: str
+    source: str
+    destination: str
+    destination_type: str = "queue"  # "queue" or "exchange"
+    routing_key: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "binding"
+
+    @property
+    def key(self) -> Key:
+        return (
+            "binding",
+            self.vhost,
+            self.source,
+            self.destination_type,
+            self.destination,
+            self.routing_key,
+            arguments_text(self.arguments),
+        )
+
+    @property
+    def name(self) -> str:
+        """A readable name for plans: ``source -> queue:dest (key)``."""
+        text = f"{self.source or '(default)'} -> {self.destination_type}:{self.destination} [{self.routing_key}]"
+        if self.arguments:
+            text += f" {arguments_text(self.arguments)}"
+        return text
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy: the one broker object whose settings change in place."""
+
+    vhost: str
+    name: str
+    pattern: str
+    definition: dict[str, Any] = field(default_factory=dict)
+    apply_to: str = "queues"  # queues | exchanges | all
+    priority: int = 0
+    kind: ClassVar[str] = "policy"
+
+    @property
+    def key(self) -> Key:
+        return ("policy", self.vhost, self.name)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+Resource = VHost | Exchange | Queue | Binding | Policy
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Where a queue's rejected and expired messages go (after ``dead_letter`` expansion)."""
+
+    vhost: str
+    queue: str
+    exchange: str
+    routing_key: str
+    dead_letter_queue: str
+    via: str = "arguments"  # arguments | policy
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry settings for a task, from the topology's ``tasks.<name>.retry``."""
+
+    max_retries: int = 3
+    delay: float = 1.0  # seconds before the first retry
+    backoff: bool = True  # double the delay at each retry
+    delay_max: float = 600.0
+
+
+@dataclass(frozen=True)
+class TaskRoute:
+    """Which queue a task (or a glob of tasks) is routed to, and who publishes there."""
+
+    pattern: str  # an exact task name or a glob such as billing.tasks.*
+    queue: str
+    consume: str = "celery"  # celery | foreign
+    retry: Retry | None = None
+
+    @property
+    def is_glob(self) -> bool:
+        return any(ch in self.pattern for ch in "*?[")
+
+
+@dataclass(frozen=True)
+class CelerySettings:
+    """The ``celery`` section: the vhost the workers use and their default queue."""
+
+    vhost: str = "/"
+    default_queue: str = "celery"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything the files describe, expanded and sorted by key."""
+
+    vhosts: tuple[VHost, ...] = ()
+    exchanges: tuple[Exchange, ...] = ()
+    queues: tuple[Queue, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    policies: tuple[Policy, ...] = ()
+    dead_letters: tuple[DeadLetter, ...] = ()
+    tasks: tuple[TaskRoute, ...] = ()
+    celery: CelerySettings = field(default_factory=CelerySettings)
+    sources: tuple[str, ...] = ()
+
+    def resources(self) -> tuple[Resource, ...]:
+        """Every broker object, in creation order (vhosts, exchanges, queues, bindings, policies)."""
+        return (*self.vhosts, *self.exchanges, *self.queues, *self.bindings, *self.policies)
+
+    def in_vhost(self, vhost: str) -> Topology:
+        """The part of the topology that lives in one vhost."""
+        return Topology(
+            vhosts=tuple(v for v in self.vhosts if v.name == vhost),
+            exchanges=tuple(x for x in self.exchanges if x.vhost == vhost),
+            queues=tuple(q for q in self.queues if q.vhost == vhost),
+            bindings=tuple(b for b in self.bindings if b.vhost == vhost),
+            policies=tuple(p for p in self.policies if p.vhost == vhost),
+            dead_letters=tuple(d for d in self.dead_letters if d.vhost == vhost),
+            tasks=self.tasks if self.celery.vhost == vhost else (),
+            celery=self.celery,
+            sources=self.sources,
+        )
+
+    def queue(self, vhost: str, name: str) -> Queue | None:
+        """The queue of that name in that vhost, if the topology has it."""
+        return next((q for q in self.queues if q.vhost == vhost and q.name == name), None)
+
+    def bindings_of(self, vhost: str, queue: str) -> tuple[Binding, ...]:
+        """The bindings whose destination is that queue, in file order."""
+        return tuple(
+            b for b in self.bindings if b.vhost == vhost and b.destination_type == "queue" and b.destination == queue
+        )
+
+    def dead_letter_of(self, vhost: str, queue: str) -> DeadLetter | None:
+        """The dead-letter target of a queue, if it has one."""
+        return next((d for d in self.dead_letters if d.vhost == vhost and d.queue == queue), None)
