@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from provisioner.errors import ProvisionerError, TopologyInvalid
+from provisioner.topology.model import Topology
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -52,18 +53,42 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option(
+    "--combined",
+    is_flag=True,
+    help="Check the files as ONE topology (as plan and apply read them), not each on its own.",
+)
 @reports_errors
-def validate(files: tuple[str, ...]) -> None:
-    """Check topology FILES against the schema and the meaning rules."""
+def validate(files: tuple[str, ...], combined: bool) -> None:
+    """Check topology FILES against the schema and the meaning rules.
+
+    Each file is checked as a topology of its own, so that
+    `provision validate topologies/*.yaml` checks independent examples and a
+    pre-commit hook can pass any set of changed files. With --combined the
+    files are one topology split across files (one per vhost, say).
+    """
     from provisioner.topology import load
 
-    topology = load(files)
-    counts = (
+    groups = [list(files)] if combined else [[file] for file in files]
+    problems = []
+    for group in groups:
+        try:
+            topology = load(group)
+        except TopologyInvalid as error:
+            problems.extend(error.problems)
+            continue
+        click.echo(f"valid: {' + '.join(group)} ({_counts(topology)})")
+    if problems:
+        raise TopologyInvalid(problems)
+
+
+def _counts(topology: Topology) -> str:
+    """A short inventory line: what the topology holds."""
+    return (
         f"{len(topology.vhosts)} vhost(s), {len(topology.exchanges)} exchange(s), "
         f"{len(topology.queues)} queue(s), {len(topology.bindings)} binding(s), "
         f"{len(topology.policies)} policy(ies), {len(topology.tasks)} task route(s)"
     )
-    click.echo(f"valid: {', '.join(files)} ({counts})")
 
 
 if __name__ == "__main__":

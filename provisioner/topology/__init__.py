@@ -1,0 +1,44 @@
+"""Load topology files into the expanded model: read -> interpolate -> schema -> expand -> meaning checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from provisioner.errors import Problem, TopologyInvalid
+from provisioner.topology.checks import meaning_problems
+from provisioner.topology.expand import expand_documents
+from provisioner.topology.load import Document, interpolate, read_document
+from provisioner.topology.model import Topology
+from provisioner.topology.schema import schema_problems
+
+__all__ = ["Topology", "load"]
+
+
+def load(files: Iterable[str | Path], environ: Mapping[str, str] | None = None) -> Topology:
+    """Load and validate topology files as one topology; raise TopologyInvalid with every problem."""
+    documents: list[Document] = []
+    problems: list[Problem] = []
+    for file in files:
+        try:
+            document = read_document(file)
+        except TopologyInvalid as error:
+            problems.extend(error.problems)
+            continue
+        found = interpolate(document, environ)
+        if found:
+            pass  # an unset variable would only repeat itself as a type error
+        elif not isinstance(document.data, dict):
+            found.append(document.problem([], "a topology is a mapping with at least 'version: 1'"))
+        else:
+            found.extend(schema_problems(document))
+        problems.extend(found)
+        if not found:
+            documents.append(document)
+    if problems:
+        raise TopologyInvalid(problems)
+    topology, origins, problems = expand_documents(documents)
+    problems.extend(meaning_problems(topology, origins))
+    if problems:
+        raise TopologyInvalid(problems)
+    return topology

@@ -57,9 +57,9 @@ def canonical_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
         value = (arguments or {})[name]
         if name == "x-queue-type":
             continue
-        if name in INTEGER_ARGUMENTS and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        elif name in INTEGER_ARGUMENTS and isinstance(value, float) and value.is_integer():
+        if (name in INTEGER_ARGUMENTS and isinstance(value, str) and value.strip().lstrip("-").isdigit()) or (
+            name in INTEGER_ARGUMENTS and isinstance(value, float) and value.is_integer()
+        ):
             value = int(value)
         elif name in BOOLEAN_ARGUMENTS and isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"

@@ -1,0 +1,219 @@
+"""Meaning checks no schema can express: references, names, queue-type rules, dead-letter cycles."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterator
+
+from provisioner.errors import Problem
+from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
+from provisioner.topology.model import Binding, Key, Queue, Topology
+
+MAX_NAME_BYTES = 255
+BUILT_IN_EXCHANGES = frozenset(
+    {"amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match", "amq.rabbitmq.trace"}
+)
+CLASSIC_ONLY = {"x-max-priority": "max_priority", "x-queue-mode": "queue_mode"}
+QUORUM_ONLY = {"x-delivery-limit": "delivery_limit", "x-dead-letter-strategy": "dead_letter_strategy"}
+STREAM_REFUSES = {
+    "x-max-priority": "max_priority",
+    "x-message-ttl": "message_ttl",
+    "x-expires": "expires",
+    "x-dead-letter-exchange": "dead_letter",
+    "x-delivery-limit": "delivery_limit",
+}
+
+Check = Callable[[Topology, dict[Key, Origin]], Iterator[Problem]]
+
+
+def meaning_problems(topology: Topology, origins: dict[Key, Origin]) -> list[Problem]:
+    """Run every check; each yields problems located at the object that causes them."""
+    return [problem for check in CHECKS for problem in check(topology, origins)]
+
+
+def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Names fit the broker's 255-byte limit and stay out of the reserved ``amq.`` space."""
+    for resource in (*topology.vhosts, *topology.exchanges, *topology.queues, *topology.policies):
+        origin = origins[resource.key]
+        if len(resource.name.encode("utf-8")) > MAX_NAME_BYTES:
+            yield origin.problem(f"{resource.kind} name is longer than {MAX_NAME_BYTES} bytes (UTF-8)", at_key=True)
+        if resource.kind in ("exchange", "queue") and resource.name.startswith("amq."):
+            yield origin.problem(f"{resource.kind} names starting with 'amq.' are reserved by the broker", at_key=True)
+
+
+def check_references(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Bindings name known exchanges; tasks and the default queue name known queues."""
+    exchanges = {(x.vhost, x.name) for x in topology.exchanges}
+    for binding in topology.bindings:
+        origin = origins[binding.key]
+        if (binding.vhost, binding.source) not in exchanges and binding.source not in BUILT_IN_EXCHANGES:
+            yield origin.problem(
+                f"exchange {binding.source!r} is not defined in vhost {binding.vhost!r} "
+                f"(define it under exchanges, or use a built-in amq.* exchange)",
+                "exchange",
+            )
+    vhosts = {v.name for v in topology.vhosts}
+    celery = topology.celery
+    celery_origin = origins.get(("celery",))
+    if celery_origin is not None and celery.vhost not in vhosts:
+        yield celery_origin.problem(f"celery vhost {celery.vhost!r} is not a vhost of the topology", "vhost")
+    for route in topology.tasks:
+        if topology.queue(celery.vhost, route.queue) is None:
+            yield origins[("task", route.pattern)].problem(
+                f"queue {route.queue!r} is not defined in vhost {celery.vhost!r}", "queue"
+            )
+    if celery_origin is not None and topology.queue(celery.vhost, celery.default_queue) is None:
+        yield celery_origin.problem(
+            f"default queue {celery.default_queue!r} is not defined in vhost {celery.vhost!r}", "default_queue"
+        )
+
+
+def check_queue_types(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """What quorum and stream queues refuse, said before the broker says PRECONDITION_FAILED."""
+    for queue in topology.queues:
+        origin = origins[queue.key]
+        if queue.type in ("quorum", "stream"):
+            if not queue.durable:
+                yield origin.problem(f"{queue.type} queues are always durable", "durable")
+            if queue.auto_delete:
+                yield origin.problem(f"{queue.type} queues cannot be auto_delete", "auto_delete")
+        refused = {
+            "classic": QUORUM_ONLY,
+            "quorum": CLASSIC_ONLY,
+            "stream": {**STREAM_REFUSES, **QUORUM_ONLY, **CLASSIC_ONLY},
+        }[queue.type]
+        for argument, friendly in refused.items():
+            if argument in queue.arguments:
+                yield origin.problem(f"{argument} is not supported on {queue.type} queues", friendly)
+        if queue.type != "stream" and "x-max-age" in queue.arguments:
+            yield origin.problem("x-max-age is for stream queues only", "max_age")
+        strategy = queue.arguments.get("x-dead-letter-strategy")
+        if strategy == "at-least-once" and queue.arguments.get("x-overflow") != "reject-publish":
+            yield origin.problem(
+                "at-least-once dead-lettering needs overflow: reject-publish (the broker falls back to at-most-once)",
+                "dead_letter_strategy",
+            )
+
+
+def check_policies(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Patterns compile, and a queue's own settings policy is not shadowed by another policy."""
+    for policy in topology.policies:
+        try:
+            re.compile(policy.pattern)
+        except re.error as error:
+            yield origins[policy.key].problem(f"pattern is not a regular expression: {error}", "pattern")
+    own = {(p.vhost, p.name[len(QUEUE_POLICY_PREFIX) :]) for p in topology.policies if _is_queue_policy(p.key, origins)}
+    for policy in topology.policies:
+        if _is_queue_policy(policy.key, origins) or policy.apply_to == "exchanges":
+            continue
+        try:
+            pattern = re.compile(policy.pattern)
+        except re.error:
+            continue
+        for queue in topology.queues:
+            if (queue.vhost, queue.name) in own and queue.vhost == policy.vhost and pattern.search(queue.name):
+                yield origins[policy.key].problem(
+                    f"policy also matches queue {queue.name!r}, whose 'policy' or 'dead_letter: {{via: policy}}' "
+                    f"makes a policy of its own; the broker applies only one policy to a queue",
+                    "pattern",
+                )
+
+
+def _is_queue_policy(key: Key, origins: dict[Key, Origin]) -> bool:
+    return origins[key].generated_by.startswith("the settings policy")
+
+
+def check_dead_letter_cycles(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """A queue whose dead letters come back to it (directly or through others) loops forever."""
+    targets = {q.key: _dead_letter_targets(topology, q) for q in topology.queues}
+    reported: set[Key] = set()
+    for start in topology.queues:
+        path = _cycle_from(start.key, targets)
+        if path and not reported.intersection(path):
+            reported.update(path)
+            names = " -> ".join(key[2] for key in [*path, path[0]])
+            yield origins[start.key].problem(f"dead-letter cycle: {names}", at_key=True)
+
+
+def _dead_letter_targets(topology: Topology, queue: Queue) -> list[Key]:
+    """Queues that receive this queue's dead letters, by its DLX and routing key."""
+    dead_letter = topology.dead_letter_of(queue.vhost, queue.name)
+    if dead_letter is not None:
+        exchange, key = dead_letter.exchange, dead_letter.routing_key
+    elif "x-dead-letter-exchange" in queue.arguments:
+        exchange = queue.arguments["x-dead-letter-exchange"]
+        key = queue.arguments.get("x-dead-letter-routing-key")
+    else:
+        return []
+    if exchange == "" and key:
+        return [("queue", queue.vhost, key)]
+    exchange_type = next(
+        (x.type for x in topology.exchanges if x.vhost == queue.vhost and x.name == exchange), "direct"
+    )
+    return [
+        ("queue", b.vhost, b.destination)
+        for b in topology.bindings
+        if b.vhost == queue.vhost
+        and b.source == exchange
+        and b.destination_type == "queue"
+        and _routes(exchange_type, b, key)
+    ]
+
+
+def _routes(exchange_type: str, binding: Binding, key: str | None) -> bool:
+    """Whether a message with ``key`` (None: the message's own key) follows this binding."""
+    if exchange_type in ("fanout", "headers") or key is None:
+        return True
+    if exchange_type == "topic":
+        pattern = re.escape(binding.routing_key).replace(r"\#", ".*").replace(r"\*", "[^.]*")
+        return re.fullmatch(pattern, key) is not None
+    return binding.routing_key == key
+
+
+def _cycle_from(start: Key, targets: dict[Key, list[Key]]) -> list[Key]:
+    """The first cycle through ``start``, as a list of queue keys, or []."""
+    stack: list[tuple[Key, list[Key]]] = [(start, [start])]
+    seen: set[Key] = set()
+    while stack:
+        node, path = stack.pop()
+        for target in targets.get(node, []):
+            if target == start:
+                return path
+            if target not in seen:
+                seen.add(target)
+                stack.append((target, [*path, target]))
+    return []
+
+
+def check_task_patterns(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Globs are globs Celery understands, and a task has one route to one queue."""
+    for route in topology.tasks:
+        if route.is_glob:
+            try:
+                re.compile(fnmatch.translate(route.pattern))
+            except re.error as error:
+                yield origins[("task", route.pattern)].problem(f"not a valid glob: {error}", at_key=True)
+        if route.consume == "foreign" and route.is_glob:
+            yield origins[("task", route.pattern)].problem(
+                "consume: foreign hands messages to one task; name it exactly, not with a glob", "consume"
+            )
+    foreign_queues: dict[str, str] = {}
+    for route in topology.tasks:
+        if route.consume != "foreign":
+            continue
+        if route.queue in foreign_queues:
+            yield origins[("task", route.pattern)].problem(
+                f"queue {route.queue!r} already hands its messages to {foreign_queues[route.queue]!r}", "queue"
+            )
+        foreign_queues.setdefault(route.queue, route.pattern)
+
+
+CHECKS: tuple[Check, ...] = (
+    check_names,
+    check_references,
+    check_queue_types,
+    check_policies,
+    check_dead_letter_cycles,
+    check_task_patterns,
+)

@@ -1,0 +1,273 @@
+"""Read topology files: YAML with a line mark for every value, duplicate keys refused,
+``${VAR}`` / ``${VAR:-default}`` interpolated from the environment.
+
+The result keeps plain dict/list/str types (subclasses that carry marks), so the
+JSON Schema validator and everything after it see ordinary data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provisioner.errors import Problem
+
+MAX_FILE_BYTES = 5 * 1024 * 1024  # a topology of 10,000 objects is well under 2 MiB
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A position in a file, 1-based like an editor shows it."""
+
+    line: int
+    column: int
+
+
+class MarkedDict(dict):  # type: ignore[type-arg]
+    """A mapping that remembers where it and each of its keys and values stand."""
+
+    mark: Mark
+    key_marks: dict[Any, Mark]
+    value_marks: dict[Any, Mark]
+
+
+class MarkedList(list):  # type: ignore[type-arg]
+    """A sequence that remembers where it and each of its items stand."""
+
+    mark: Mark
+    item_marks: list[Mark]
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class NonScalarKey(yaml.MarkedYAMLError):
+    """Raised for a mapping key that is a list or mapping (JSON and the broker know only strings)."""
+
+
+class _MarkingLoader(yaml.SafeLoader):
+    """SafeLoader that builds MarkedDict/MarkedList and refuses duplicate keys."""
+
+
+def _construct_mapping(loader: _MarkingLoader, node: yaml.MappingNode) -> Any:
+    data = MarkedDict()
+    data.mark, data.key_marks, data.value_marks = _mark(node), {}, {}
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            raise NonScalarKey(None, None, "a mapping key must be a plain value", key_node.start_mark)
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_marks[key] = _mark(key_node)
+        data.value_marks[key] = _mark(value_node)
+
+
+def _construct_sequence(loader: _MarkingLoader, node: yaml.SequenceNode) -> Any:
+    data = MarkedList()
+    data.mark, data.item_marks = _mark(node), []
+    yield data
+    for item in node.value:
+        data.append(loader.construct_object(item, deep=True))
+        data.item_marks.append(_mark(item))
+
+
+_MarkingLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One loaded file: its data and where each part of it stands."""
+
+    file: str
+    data: Any
+
+    def locate(self, path: Iterable[Any]) -> Mark:
+        """The mark of the value at ``path`` (keys and indexes), or of its nearest parent."""
+        node, mark = self.data, getattr(self.data, "mark", Mark(1, 1))
+        for step in path:
+            if isinstance(node, MarkedDict) and step in node:
+                mark, node = node.value_marks[step], node[step]
+            elif isinstance(node, MarkedList) and isinstance(step, int) and 0 <= step < len(node):
+                mark, node = node.item_marks[step], node[step]
+            else:
+                break
+        return mark
+
+    def locate_key(self, path: Iterable[Any]) -> Mark:
+        """The mark of the key that ends ``path`` (for "defined twice" style errors)."""
+        steps = list(path)
+        parent = self.data
+        for step in steps[:-1]:
+            try:
+                parent = parent[step]
+            except (KeyError, IndexError, TypeError):
+                return self.locate(steps)
+        if steps and isinstance(parent, MarkedDict) and steps[-1] in parent.key_marks:
+            return parent.key_marks[steps[-1]]
+        return self.locate(steps)
+
+    def problem(self, path: Iterable[Any], message: str, *, at_key: bool = False) -> Problem:
+        """A Problem at ``path`` in this document."""
+        steps = list(path)
+        mark = self.locate_key(steps) if at_key else self.locate(steps)
+        return Problem(self.file, mark.line, mark.column, message, dotted(steps))
+
+
+def dotted(path: Iterable[Any]) -> str:
+    """``exchanges.example.type`` / ``queues.q.bindings[0].exchange``."""
+    text = ""
+    for step in path:
+        if isinstance(step, int):
+            text += f"[{step}]"
+        else:
+            text += f".{step}" if text else str(step)
+    return text
+
+
+def read_document(file: str | Path) -> Document:
+    """Read and parse one file; raise a Problem-carrying error for anything unreadable."""
+    from provisioner.errors import TopologyInvalid
+
+    name = str(file)
+    path = Path(file)
+
+    def fail(message: str, line: int = 1, column: int = 1) -> TopologyInvalid:
+        return TopologyInvalid([Problem(name, line, column, message)])
+
+    if not path.exists():
+        raise fail("no such file")
+    if path.is_dir():
+        raise fail("is a directory; name the topology files in it (for example dir/*.yaml)")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise fail(f"file is {size // (1024 * 1024)} MiB; a topology file may be at most 5 MiB")
+        raw = path.read_bytes()
+    except OSError as error:
+        raise fail(f"cannot read: {error.strerror or error}") from None
+    if b"\x00" in raw:
+        raise fail("not a text file (it contains NUL bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise fail(f"not UTF-8 text (byte {error.start})") from None
+    if not text.strip():
+        raise fail("empty file; a topology needs at least 'version: 1'")
+    try:
+        loader = _MarkingLoader(text)
+        try:
+            node = loader.get_single_node()
+            duplicates = _duplicate_keys(node, [])
+            data = None if node is None or duplicates else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.composer.ComposerError as error:
+        if "single document" in f"{error.context} {error.problem}":
+            raise fail("several YAML documents in one file; put one topology per file") from None
+        raise fail(f"YAML: {error.problem or error.context}", *_line_column(error)) from None
+    except yaml.MarkedYAMLError as error:
+        message = error.problem or error.context or "invalid YAML"
+        raise fail(f"YAML: {message}", *_line_column(error)) from None
+    except yaml.YAMLError as error:
+        raise fail(f"YAML: {error}") from None
+    except RecursionError:
+        raise fail("YAML nests too deeply") from None
+    if duplicates:
+        raise TopologyInvalid(
+            [Problem(name, mark.line, mark.column, message, dotted(path)) for path, mark, message in duplicates]
+        )
+    if data is None:
+        raise fail("empty document; a topology needs at least 'version: 1'")
+    return Document(name, data)
+
+
+def _line_column(error: yaml.MarkedYAMLError) -> tuple[int, int]:
+    mark = error.problem_mark or error.context_mark
+    return (mark.line + 1, mark.column + 1) if mark else (1, 1)
+
+
+def _duplicate_keys(node: yaml.Node | None, path: list[Any]) -> list[tuple[list[Any], Mark, str]]:
+    """Every key written twice in one mapping (PyYAML would silently keep the last)."""
+    found: list[tuple[list[Any], Mark, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, Mark] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in first:
+                found.append(
+                    ([*path, key], _mark(key_node), f"duplicate key {key!r} (first at line {first[key].line})")
+                )
+            elif key is not None:
+                first[key] = _mark(key_node)
+            found.extend(_duplicate_keys(value_node, [*path, key]))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found.extend(_duplicate_keys(item, [*path, index]))
+    return found
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$\$")
+
+
+def interpolate(document: Document, environ: Mapping[str, str] | None = None) -> list[Problem]:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value, in place.
+
+    ``$$`` stands for a literal ``$``. A variable that is unset and has no
+    default is a problem at the line that uses it. Keys are not interpolated:
+    names of objects stay greppable.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[Problem] = []
+
+    def substitute(text: str, path: list[Any]) -> str:
+        def one(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            value = env.get(name)
+            if value is None or (value == "" and ":-" in match.group(0)):
+                if default is None:
+                    problems.append(document.problem(path, f"environment variable {name} is not set"))
+                    return match.group(0)
+                return default
+            return value
+
+        return _VARIABLE.sub(one, text)
+
+    def walk(node: Any, path: list[Any]) -> None:
+        items: Iterable[tuple[Any, Any]]
+        if isinstance(node, dict):
+            items = list(node.items())
+        elif isinstance(node, list):
+            items = list(enumerate(node))
+        else:
+            return
+        for key, value in items:
+            if isinstance(value, str) and "$" in value:
+                node[key] = _typed(substitute(value, [*path, key]), value)
+            else:
+                walk(value, [*path, key])
+
+    walk(document.data, [])
+    return problems
+
+
+def _typed(result: str, original: str) -> Any:
+    """A value that was only ``${VAR}`` takes the YAML type of what it expands to (``5000`` is an int)."""
+    if _VARIABLE.fullmatch(original.strip()) and result != original:
+        try:
+            value = yaml.safe_load(result)
+        except yaml.YAMLError:
+            return result
+        if isinstance(value, (int, float, bool)) and not isinstance(value, str):
+            return value
+    return result

@@ -1,0 +1,87 @@
+"""Validate a loaded document against the JSON Schema in schemas/ (the single source of the shape)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from provisioner.errors import Problem
+from provisioner.topology.load import Document
+
+
+@cache
+def topology_schema() -> dict[str, Any]:
+    """The topology JSON Schema, as shipped in the package (a copy of schemas/topology.schema.json)."""
+    text = resources.files("provisioner").joinpath("schema/topology.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(topology_schema())
+
+
+def schema_problems(document: Document) -> list[Problem]:
+    """Every schema violation, each at the line of the offending value."""
+    problems = []
+    for error in _validator().iter_errors(document.data):
+        for leaf in _leaves(error):
+            problems.append(document.problem(list(leaf.absolute_path), _message(leaf)))
+    return problems
+
+
+def _leaves(error: ValidationError) -> list[ValidationError]:
+    """For oneOf/anyOf, report the branch that came closest rather than a wall of text."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        deepest = max(len(e.absolute_path) for e in error.context)
+        if deepest > len(error.absolute_path):
+            return [e for e in error.context if len(e.absolute_path) == deepest]
+    return [error]
+
+
+def _message(error: ValidationError) -> str:
+    """One short line per violation, in the words a user of the file would use."""
+    path = list(error.absolute_path)
+    field = path[-1] if path and isinstance(path[-1], str) else None
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown field {', '.join(map(repr, extra))}; allowed: {allowed}"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator == "enum":
+        choices = " | ".join(json.dumps(c) for c in error.validator_value)
+        return f"{json.dumps(error.instance, default=str)} is not one of {choices}"
+    if error.validator == "const":
+        return f"must be {json.dumps(error.validator_value)}, not {json.dumps(error.instance, default=str)}"
+    if error.validator == "type":
+        expected = error.validator_value
+        expected_text = " or ".join(expected) if isinstance(expected, list) else expected
+        got = _type_name(error.instance)
+        return f"{field + ' ' if field else ''}must be {expected_text}, not {got}"
+    if error.validator == "pattern" and field == "type":
+        return f"{error.instance!r} is not an exchange type (direct | fanout | topic | headers | x-...)"
+    if error.validator == "oneOf" and field == "dead_letter":
+        return "dead_letter must be true, false or a mapping (suffix, exchange, queue, routing_key, queue_type, via)"
+    return error.message
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "empty"
+    for kind, name in (
+        (dict, "a mapping"),
+        (list, "a list"),
+        (bool, "a boolean"),
+        (str, "a string"),
+        (int, "an integer"),
+    ):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
