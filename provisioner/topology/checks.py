@@ -85,15 +85,25 @@ def check_queue_types(topology: Topology, origins: dict[Key, Origin]) -> Iterato
         }[queue.type]
         for argument, friendly in refused.items():
             if argument in queue.arguments:
-                yield origin.problem(f"{argument} is not supported on {queue.type} queues", friendly)
+                where = _written_at(origin, friendly, argument)
+                yield origin.problem(f"{argument} is not supported on {queue.type} queues", *where)
         if queue.type != "stream" and "x-max-age" in queue.arguments:
-            yield origin.problem("x-max-age is for stream queues only", "max_age")
+            yield origin.problem("x-max-age is for stream queues only", *_written_at(origin, "max_age", "x-max-age"))
         strategy = queue.arguments.get("x-dead-letter-strategy")
         if strategy == "at-least-once" and queue.arguments.get("x-overflow") != "reject-publish":
             yield origin.problem(
                 "at-least-once dead-lettering needs overflow: reject-publish (the broker falls back to at-most-once)",
                 "dead_letter_strategy",
             )
+
+
+def _written_at(origin: Origin, friendly: str, argument: str) -> tuple[str, ...]:
+    """The sub-path where the file sets an argument: its friendly field or its arguments entry."""
+    if origin.document.has([*origin.path, friendly]):
+        return (friendly,)
+    if origin.document.has([*origin.path, "arguments", argument]):
+        return ("arguments", argument)
+    return (friendly,)
 
 
 def check_policies(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:

@@ -102,6 +102,18 @@ class Document:
                 break
         return mark
 
+    def has(self, path: Iterable[Any]) -> bool:
+        """Whether the document itself writes a value at ``path``."""
+        node = self.data
+        for step in path:
+            if isinstance(node, dict) and step in node:
+                node = node[step]
+            elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+                node = node[step]
+            else:
+                return False
+        return True
+
     def locate_key(self, path: Iterable[Any]) -> Mark:
         """The mark of the key that ends ``path`` (for "defined twice" style errors)."""
         steps = list(path)

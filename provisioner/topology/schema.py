@@ -32,7 +32,12 @@ def schema_problems(document: Document) -> list[Problem]:
     problems = []
     for error in _validator().iter_errors(document.data):
         for leaf in _leaves(error):
-            problems.append(document.problem(list(leaf.absolute_path), _message(leaf)))
+            path = list(leaf.absolute_path)
+            if leaf.validator == "additionalProperties":
+                extra = sorted(set(leaf.instance) - set(leaf.schema.get("properties", {})), key=str)
+                problems.append(document.problem([*path, extra[0]], _message(leaf), at_key=True))
+            else:
+                problems.append(document.problem(path, _message(leaf)))
     return problems
 
 
@@ -42,6 +47,9 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
         deepest = max(len(e.absolute_path) for e in error.context)
         if deepest > len(error.absolute_path):
             return [e for e in error.context if len(e.absolute_path) == deepest]
+        of_the_right_type = [e for e in error.context if e.validator != "type"]
+        if of_the_right_type:
+            return of_the_right_type
     return [error]
 
 
@@ -50,7 +58,7 @@ def _message(error: ValidationError) -> str:
     path = list(error.absolute_path)
     field = path[-1] if path and isinstance(path[-1], str) else None
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"unknown field {', '.join(map(repr, extra))}; allowed: {allowed}"
     if error.validator == "required":

@@ -1,0 +1,505 @@
+"""`provision validate`: every check with a good and a bad document, asserting line and path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from provisioner.cli import main
+from provisioner.errors import TopologyInvalid
+from provisioner.topology import load
+from provisioner.topology.model import Binding, DeadLetter, Exchange, Policy, Queue
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str, name: str = "topology.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def problems_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(TopologyInvalid) as caught:
+        load([path], environ=environ or {})
+    return [str(p).split(":", 1)[1] for p in caught.value.problems]
+
+
+# (name, bad document, expected "LINE:COL: message fragment ... (at path)" pieces, the good fix)
+BAD_DOCUMENTS = {
+    "version": (
+        """
+        version: 2
+        """,
+        ["1:10:", "must be 1", "(at version)"],
+    ),
+    "unknown field": (
+        """
+        version: 1
+        exchanges:
+          x:
+            type: direct
+            colour: red
+        """,
+        ["5:5:", "unknown field 'colour'", "(at exchanges.x.colour)"],
+    ),
+    "exchange type": (
+        """
+        version: 1
+        exchanges:
+          x: {type: bogus}
+        """,
+        ["3:13:", "not an exchange type", "(at exchanges.x.type)"],
+    ),
+    "missing exchange type": (
+        """
+        version: 1
+        exchanges:
+          x: {durable: true}
+        """,
+        ["3:6:", "'type' is required", "(at exchanges.x)"],
+    ),
+    "binding to undefined exchange": (
+        """
+        version: 1
+        queues:
+          q:
+            bindings:
+              - exchange: nowhere
+        """,
+        ["5:19:", "exchange 'nowhere' is not defined", "(at queues.q.bindings[0].exchange)"],
+    ),
+    "task on undefined queue": (
+        """
+        version: 1
+        queues:
+          q: {}
+        tasks:
+          app.tasks.add: {queue: missing}
+        """,
+        ["5:26:", "queue 'missing' is not defined", "(at tasks.app.tasks.add.queue)"],
+    ),
+    "name too long": (
+        f"""
+        version: 1
+        queues:
+          {"q" * 256}: {{}}
+        """,
+        ["3:3:", "longer than 255 bytes", "(at queues.qqq"],
+    ),
+    "name too long in UTF-8 bytes": (
+        f"""
+        version: 1
+        queues:
+          {"é" * 128}: {{}}
+        """,
+        ["3:3:", "longer than 255 bytes"],
+    ),
+    "reserved amq prefix": (
+        """
+        version: 1
+        exchanges:
+          amq.mine: {type: direct}
+        """,
+        ["3:3:", "reserved", "(at exchanges.amq.mine)"],
+    ),
+    "default exchange": (
+        """
+        version: 1
+        queues:
+          q:
+            bindings: [{exchange: ""}]
+        """,
+        ["4:27:", "should be non-empty", "(at queues.q.bindings[0].exchange)"],
+    ),
+    "duplicate YAML key": (
+        """
+        version: 1
+        queues:
+          q: {}
+          r: {}
+          q: {max_length: 5}
+        """,
+        ["5:3:", "duplicate key 'q' (first at line 3)", "(at queues.q)"],
+    ),
+    "defined twice through dead-letter expansion": (
+        """
+        version: 1
+        queues:
+          work:
+            dead_letter: true
+          work.dead:
+            type: quorum
+        """,
+        ["5:3:", "queue 'work.dead'", "defined twice", "dead_letter of queue 'work'", "(at queues.work.dead)"],
+    ),
+    "quorum not durable": (
+        """
+        version: 1
+        queues:
+          q:
+            type: quorum
+            durable: false
+        """,
+        ["5:14:", "always durable", "(at queues.q.durable)"],
+    ),
+    "stream auto-delete": (
+        """
+        version: 1
+        queues:
+          s:
+            type: stream
+            auto_delete: true
+        """,
+        ["5:18:", "cannot be auto_delete", "(at queues.s.auto_delete)"],
+    ),
+    "priority on quorum": (
+        """
+        version: 1
+        queues:
+          q:
+            type: quorum
+            max_priority: 10
+        """,
+        ["5:19:", "x-max-priority is not supported on quorum", "(at queues.q.max_priority)"],
+    ),
+    "priority on quorum through arguments": (
+        """
+        version: 1
+        queues:
+          q:
+            type: quorum
+            arguments: {x-max-priority: 10}
+        """,
+        ["5:33:", "x-max-priority is not supported on quorum", "(at queues.q.arguments.x-max-priority)"],
+    ),
+    "delivery limit on classic": (
+        """
+        version: 1
+        queues:
+          q:
+            delivery_limit: 3
+        """,
+        ["4:21:", "x-delivery-limit is not supported on classic", "(at queues.q.delivery_limit)"],
+    ),
+    "at-least-once without reject-publish": (
+        """
+        version: 1
+        queues:
+          q:
+            type: quorum
+            dead_letter_strategy: at-least-once
+            dead_letter: true
+        """,
+        ["5:27:", "needs overflow: reject-publish", "(at queues.q.dead_letter_strategy)"],
+    ),
+    "friendly field and argument both": (
+        """
+        version: 1
+        queues:
+          q:
+            max_length: 5
+            arguments: {x-max-length: 6}
+        """,
+        ["4:17:", "say the same thing", "(at queues.q.max_length)"],
+    ),
+    "x-queue-type in arguments": (
+        """
+        version: 1
+        queues:
+          q:
+            arguments: {x-queue-type: quorum}
+        """,
+        ["4:31:", "belongs in the queue's 'type'", "(at queues.q.arguments.x-queue-type)"],
+    ),
+    "dead-letter cycle": (
+        """
+        version: 1
+        exchanges:
+          dlx: {type: direct}
+        queues:
+          a:
+            bindings: [{exchange: dlx, routing_key: a}]
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: b}
+          b:
+            bindings: [{exchange: dlx, routing_key: b}]
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: a}
+        """,
+        ["5:3:", "dead-letter cycle: a -> b -> a", "(at queues.a)"],
+    ),
+    "dead_letter of the wrong shape": (
+        """
+        version: 1
+        queues:
+          q:
+            dead_letter: 7
+        """,
+        ["4:18:", "dead_letter must be true, false or a mapping", "(at queues.q.dead_letter)"],
+    ),
+    "dead_letter mapping with an unknown key": (
+        """
+        version: 1
+        queues:
+          q:
+            dead_letter: {via: policy, sufix: dlq}
+        """,
+        ["4:32:", "unknown field 'sufix'", "(at queues.q.dead_letter.sufix)"],
+    ),
+    "unset environment variable": (
+        """
+        version: 1
+        vhost: ${NOT_SET_ANYWHERE}
+        """,
+        ["2:8:", "environment variable NOT_SET_ANYWHERE is not set", "(at vhost)"],
+    ),
+    "foreign consumer on a glob": (
+        """
+        version: 1
+        queues:
+          q: {}
+        tasks:
+          app.*: {queue: q, consume: foreign}
+        """,
+        ["5:30:", "name it exactly", "(at tasks.app.*.consume)"],
+    ),
+    "default queue missing": (
+        """
+        version: 1
+        queues:
+          work: {}
+        celery:
+          default_queue: celery
+        """,
+        ["5:18:", "default queue 'celery' is not defined", "(at celery.default_queue)"],
+    ),
+    "vhosts beside top-level queues": (
+        """
+        version: 1
+        queues:
+          q: {}
+        vhosts:
+          a: {}
+        """,
+        ["2:1:", "cannot stand beside 'vhosts'", "(at queues)"],
+    ),
+    "policy shadowing a queue's own policy": (
+        """
+        version: 1
+        queues:
+          billing:
+            dead_letter: {via: policy}
+        policies:
+          everything:
+            pattern: ".*"
+            definition: {max-length: 5}
+        """,
+        ["7:14:", "applies only one policy to a queue", "(at policies.everything.pattern)"],
+    ),
+    "bad policy regex": (
+        """
+        version: 1
+        policies:
+          p:
+            pattern: "(unclosed"
+            definition: {max-length: 5}
+        """,
+        ["4:14:", "not a regular expression", "(at policies.p.pattern)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_DOCUMENTS))
+def test_bad_document_names_line_and_path(tmp_path: Path, name: str) -> None:
+    text, expected = BAD_DOCUMENTS[name]
+    problems = problems_of(write(tmp_path, text))
+    assert any(all(piece in problem for piece in expected) for problem in problems), problems
+
+
+GOOD_DOCUMENTS = {
+    "minimal": "version: 1\n",
+    "built-in exchange binding": """
+        version: 1
+        queues:
+          q:
+            bindings: [{exchange: amq.topic, routing_key: "a.#"}]
+        """,
+    "explicit dead-letter queue defined by the user": """
+        version: 1
+        queues:
+          work:
+            dead_letter: {queue: parking, exchange: parking}
+          parking:
+            type: quorum
+        """,
+    "quorum at-least-once done right": """
+        version: 1
+        queues:
+          q:
+            type: quorum
+            overflow: reject-publish
+            dead_letter_strategy: at-least-once
+            delivery_limit: 3
+            dead_letter: true
+        """,
+    "seed-style shared DLX": """
+        version: 1
+        queues:
+          a:
+            dead_letter: {exchange: dlx, queue: dlq, routing_key: dead}
+          b:
+            dead_letter: {exchange: dlx, queue: dlq, routing_key: dead}
+        """,
+    "dead-lettering into the default exchange is no cycle": """
+        version: 1
+        queues:
+          a:
+            arguments: {x-dead-letter-exchange: "", x-dead-letter-routing-key: b}
+          b: {}
+        """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_DOCUMENTS))
+def test_good_document_loads(tmp_path: Path, name: str) -> None:
+    assert load([write(tmp_path, GOOD_DOCUMENTS[name])], environ={}).vhosts[0].name == "/"
+
+
+def test_dead_letter_shorthand_expands_like_the_seed(tmp_path: Path) -> None:
+    topology = load([REPO / "topologies" / "seed.yaml"], environ={})
+    assert topology.queue("/", "celery") == Queue(
+        "/",
+        "celery",
+        arguments={"x-dead-letter-exchange": "celery.dead", "x-dead-letter-routing-key": "celery.dead"},
+    )
+    assert topology.queue("/", "example.dead") == Queue("/", "example.dead")
+    assert Exchange("/", "example.dead", "direct") in topology.exchanges
+    assert Binding("/", "example.dead", "example.dead", "queue", "com.example.dead") in topology.bindings
+    assert topology.dead_letter_of("/", "example") == DeadLetter(
+        "/", "example", "example.dead", "com.example.dead", "example.dead"
+    )
+
+
+def test_dead_letter_via_policy_leaves_queue_arguments_alone(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        queues:
+          billing:
+            type: quorum
+            dead_letter: {via: policy, suffix: dlq}
+            policy: {delivery-limit: 10}
+        """,
+    )
+    topology = load([path], environ={})
+    assert topology.queue("/", "billing") == Queue("/", "billing", "quorum")
+    assert topology.queue("/", "billing.dlq") == Queue("/", "billing.dlq", "quorum")
+    assert topology.policies == (
+        Policy(
+            "/",
+            "provisioner.billing",
+            "^billing$",
+            {"delivery-limit": 10, "dead-letter-exchange": "billing.dlq", "dead-letter-routing-key": "billing.dlq"},
+        ),
+    )
+
+
+def test_environment_interpolation_types_and_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        vhost: ${VHOST:-staging}
+        queues:
+          q:
+            max_length: ${MAX_LENGTH}
+            bindings: [{exchange: amq.topic, routing_key: "$${literal}"}]
+        """,
+    )
+    topology = load([path], environ={"MAX_LENGTH": "5000"})
+    assert topology.vhosts[0].name == "staging"
+    assert topology.queues[0].arguments == {"x-max-length": 5000}
+    assert topology.bindings[0].routing_key == "${literal}"
+    assert load([path], environ={"MAX_LENGTH": "1", "VHOST": "prod"}).vhosts[0].name == "prod"
+
+
+def test_several_vhosts_in_one_file_and_split_across_files(tmp_path: Path) -> None:
+    both = write(
+        tmp_path,
+        """
+        version: 1
+        vhosts:
+          /:
+            queues: {celery: {}}
+          billing:
+            queues: {invoices: {dead_letter: true}}
+        """,
+    )
+    topology = load([both], environ={})
+    assert [v.name for v in topology.vhosts] == ["/", "billing"]
+    assert {(q.vhost, q.name) for q in topology.queues} == {
+        ("/", "celery"),
+        ("billing", "invoices"),
+        ("billing", "invoices.dead"),
+    }
+    one = write(tmp_path, "version: 1\nqueues: {celery: {}}\ntasks: {app.add: {queue: celery}}\n", "one.yaml")
+    two = write(tmp_path, "version: 1\nvhost: billing\nqueues: {celery: {}}\n", "two.yaml")
+    assert len(load([one, two], environ={}).queues) == 2
+
+
+def test_same_object_in_two_files_is_refused(tmp_path: Path) -> None:
+    one = write(tmp_path, "version: 1\nqueues: {q: {}}\n", "one.yaml")
+    two = write(tmp_path, "version: 1\nqueues:\n  q: {max_length: 1}\n", "two.yaml")
+    with pytest.raises(TopologyInvalid) as caught:
+        load([one, two], environ={})
+    assert [str(p) for p in caught.value.problems] == [
+        f"{two}:3:3: queue 'q' in vhost '/' is defined twice; first at {one}:2 (at queues.q)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "1:1: empty file"),
+        (b"# only a comment\n", "1:1: empty document"),
+        (b"version: 1\nqueues: [\n", "YAML:"),
+        (b"\x00\x01binary", "not a text file"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"version: 1\n---\nversion: 1\n", "several YAML documents"),
+        (b"- just\n- a list\n", "a topology is a mapping"),
+        (b"version: 1\n" + b"#" * (6 * 1024 * 1024), "at most 5 MiB"),
+    ],
+)
+def test_unreadable_files_get_one_clear_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_reports_every_problem_and_exit_codes(tmp_path: Path) -> None:
+    good = REPO / "topologies" / "seed.yaml"
+    bad = write(tmp_path, "version: 1\nqueues:\n  q: {type: quorum, durable: false, max_priority: 3}\n")
+    ok = CliRunner().invoke(main, ["validate", str(good)])
+    assert ok.exit_code == 0, ok.output
+    assert "valid:" in ok.output
+    result = CliRunner().invoke(main, ["validate", str(good), str(bad), str(tmp_path)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith(str(tmp_path))]
+    assert lines == [
+        f"{tmp_path}:1:1: is a directory; name the topology files in it (for example dir/*.yaml)",
+        f"{bad}:3:30: quorum queues are always durable (at queues.q.durable)",
+        f"{bad}:3:51: x-max-priority is not supported on quorum queues (at queues.q.max_priority)",
+    ]
+
+
+def test_every_example_topology_validates() -> None:
+    examples = sorted((REPO / "topologies").glob("*.yaml"))
+    assert len(examples) >= 2
+    result = CliRunner().invoke(main, ["validate", *map(str, examples)])
+    assert result.exit_code == 0, result.output
