@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from provisioner.errors import Problem
 from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
-from provisioner.topology.model import Binding, Key, Queue, Topology
+from provisioner.topology.model import Binding, Exchange, Key, Policy, Queue, Topology, VHost
 
 MAX_NAME_BYTES = 255
 BUILT_IN_EXCHANGES = frozenset(
@@ -34,7 +34,13 @@ def meaning_problems(topology: Topology, origins: dict[Key, Origin]) -> list[Pro
 
 def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """Names fit the broker's 255-byte limit and stay out of the reserved ``amq.`` space."""
-    for resource in (*topology.vhosts, *topology.exchanges, *topology.queues, *topology.policies):
+    named: tuple[VHost | Exchange | Queue | Policy, ...] = (
+        *topology.vhosts,
+        *topology.exchanges,
+        *topology.queues,
+        *topology.policies,
+    )
+    for resource in named:
         origin = origins[resource.key]
         if len(resource.name.encode("utf-8")) > MAX_NAME_BYTES:
             yield origin.problem(f"{resource.kind} name is longer than {MAX_NAME_BYTES} bytes (UTF-8)", at_key=True)
@@ -149,6 +155,7 @@ def check_dead_letter_cycles(topology: Topology, origins: dict[Key, Origin]) -> 
 def _dead_letter_targets(topology: Topology, queue: Queue) -> list[Key]:
     """Queues that receive this queue's dead letters, by its DLX and routing key."""
     dead_letter = topology.dead_letter_of(queue.vhost, queue.name)
+    key: str | None
     if dead_letter is not None:
         exchange, key = dead_letter.exchange, dead_letter.routing_key
     elif "x-dead-letter-exchange" in queue.arguments:
