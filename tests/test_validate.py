@@ -113,7 +113,7 @@ BAD_DOCUMENTS = {
           q:
             bindings: [{exchange: ""}]
         """,
-        ["4:27:", "should be non-empty", "(at queues.q.bindings[0].exchange)"],
+        ["4:27:", "the default exchange (\"\") cannot be bound", "(at queues.q.bindings[0].exchange)"],
     ),
     "duplicate YAML key": (
         """
