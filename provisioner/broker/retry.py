@@ -1,0 +1,134 @@
+"""Retry transient broker faults with exponential backoff and a bound; never retry permanent ones.
+
+Transient: the network dropped or refused (the node is restarting), the broker
+forced the connection closed (320), a management API 5xx or 429. Permanent:
+authentication and permissions (401, 403, ACCESS_REFUSED), PRECONDITION_FAILED,
+NOT_FOUND, RESOURCE_LOCKED and every other 4xx: retrying only repeats them.
+
+A wrapped error (``raise BrokerError(...) from cause``) is judged by its causes,
+so clients may translate errors to ``BrokerError`` and still be retried here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar
+
+import pika.exceptions
+import requests
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
+
+# AMQP reply codes that say "try again later" rather than "you asked for the wrong thing".
+TRANSIENT_REPLY_CODES = frozenset({320, 541})  # CONNECTION_FORCED (node stopping), INTERNAL_ERROR
+TRANSIENT_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+PERMANENT_AMQP_ERRORS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AuthenticationError,
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+    pika.exceptions.IncompatibleProtocolError,
+    pika.exceptions.ConnectionClosedByClient,
+)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How often and how long to retry: delays grow by ``factor`` up to ``maximum``, all within ``deadline``."""
+
+    attempts: int = 8
+    initial: float = 0.25
+    factor: float = 2.0
+    maximum: float = 4.0
+    deadline: float = 45.0  # seconds: a node restart takes a few; a dead node should fail in under a minute
+
+    def delays(self) -> Iterator[float]:
+        """The pause before each retry (one fewer than the attempts)."""
+        delay = self.initial
+        for _ in range(self.attempts - 1):
+            yield min(delay, self.maximum)
+            delay *= self.factor
+
+
+DEFAULT_BACKOFF = Backoff()
+NO_RETRY = Backoff(attempts=1)
+
+
+def _judge_one(error: BaseException) -> bool | None:
+    """True/False when this error alone decides, None to look at its cause."""
+    verdict = getattr(error, "transient", None)
+    if isinstance(verdict, bool):
+        return verdict
+    if isinstance(error, PERMANENT_AMQP_ERRORS):
+        return False
+    if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
+        return error.reply_code in TRANSIENT_REPLY_CODES
+    if isinstance(error, pika.exceptions.ChannelClosedByBroker):
+        return error.reply_code in TRANSIENT_REPLY_CODES
+    if isinstance(error, requests.HTTPError):
+        status = error.response.status_code if error.response is not None else 0
+        return status in TRANSIENT_HTTP_STATUSES
+    if isinstance(error, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+        return True
+    if isinstance(error, (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError)):
+        return True  # stream lost, refused, heartbeat missed, connection gone under a channel
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True  # OSError family: reset, refused, aborted, broken pipe
+    return None
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying could help: judged on the error, then on its chain of causes."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        verdict = _judge_one(current)
+        if verdict is not None:
+            return verdict
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def call_with_retry(
+    call: Callable[[], T],
+    backoff: Backoff = DEFAULT_BACKOFF,
+    *,
+    transient: Callable[[BaseException], bool] = is_transient,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    describe: str = "broker call",
+) -> T:
+    """Run ``call``; on a transient fault wait and run it again, within the attempts and the deadline."""
+    started = clock()
+    delays = backoff.delays()
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            delay = next(delays, None)
+            if not transient(error) or delay is None or clock() - started + delay > backoff.deadline:
+                raise
+            log.warning("%s failed (%s: %s); retrying in %.2fs", describe, type(error).__name__, error, delay)
+            sleep(delay)
+
+
+def retried(backoff: Backoff = DEFAULT_BACKOFF, describe: str | None = None) -> Callable[[F], F]:
+    """Decorator form of :func:`call_with_retry`; the call must be safe to repeat (idempotent)."""
+
+    def decorate(function: F) -> F:
+        @wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return call_with_retry(
+                lambda: function(*args, **kwargs), backoff, describe=describe or function.__qualname__
+            )
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
