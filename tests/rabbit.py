@@ -1,0 +1,59 @@
+"""Small helpers for tests that talk to the real broker: fresh vhosts, connections, management calls."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import pika
+import requests
+
+HOST = os.environ.get("PROVISION_TEST_HOST", "127.0.0.1")
+AMQP_PORT = int(os.environ.get("PROVISION_TEST_AMQP_PORT", "5672"))
+MANAGEMENT_URL = os.environ.get("PROVISION_TEST_MANAGEMENT_URL", f"http://{HOST}:15672")
+AUTH = ("guest", "guest")
+
+T = TypeVar("T")
+
+
+def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> requests.Response:
+    """One management API call (path after /api/)."""
+    return requests.request(method, f"{base}/api/{path}", auth=AUTH, timeout=10, **kwargs)
+
+
+def parameters(vhost: str, port: int = AMQP_PORT, **kwargs: Any) -> pika.ConnectionParameters:
+    return pika.ConnectionParameters(HOST, port, vhost, pika.PlainCredentials(*AUTH), **kwargs)
+
+
+@contextmanager
+def fresh_vhost(prefix: str = "test", base: str = MANAGEMENT_URL) -> Iterator[str]:
+    """A new, uniquely named vhost with guest permissions, deleted afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    api("PUT", f"vhosts/{quote(name, safe='')}", base).raise_for_status()
+    api(
+        "PUT",
+        f"permissions/{quote(name, safe='')}/guest",
+        base,
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+    ).raise_for_status()
+    try:
+        yield name
+    finally:
+        api("DELETE", f"vhosts/{quote(name, safe='')}", base)
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)

@@ -1,0 +1,118 @@
+"""The apply lock on the real broker: a second holder waits, times out naming the first, and a
+crashed or disconnected holder never leaves the lock behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from rabbit import AUTH, MANAGEMENT_URL, api, fresh_vhost, parameters, wait_for
+
+from provisioner.broker.lock import HOLDER_ARGUMENT, LOCK_QUEUE, VhostLock, management_holder_lookup
+from provisioner.errors import LockTimeout
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    with fresh_vhost("lock") as name:
+        yield name
+
+
+def locker(vhost: str, timeout: float, holder: str) -> VhostLock:
+    return VhostLock(parameters(vhost), timeout, holder=holder, lookup=management_holder_lookup(MANAGEMENT_URL, AUTH))
+
+
+def test_second_apply_waits_then_times_out_naming_the_holder(vhost: str) -> None:
+    with locker(vhost, 5, "provision apply by ana@ci-1 pid 11 since T0") as first:
+        assert first.held
+        second = locker(vhost, 1.5, "provision apply by bob@ci-2 pid 22 since T1")
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as caught:
+            second.acquire()
+        waited = time.monotonic() - started
+        assert 1.5 <= waited < 4, waited
+        assert "provision apply by ana@ci-1 pid 11 since T0" in str(caught.value)
+        assert repr(vhost) in str(caught.value)
+        assert not second.held
+        queue = api("GET", f"queues/{quote(vhost, safe='')}/{LOCK_QUEUE}").json()
+        assert queue["exclusive"] is True
+        assert queue["arguments"][HOLDER_ARGUMENT] == "provision apply by ana@ci-1 pid 11 since T0"
+    assert api("GET", f"queues/{quote(vhost, safe='')}/{LOCK_QUEUE}").status_code == 404
+
+
+def test_waiter_gets_the_lock_when_the_holder_releases(vhost: str) -> None:
+    first = locker(vhost, 1, "first")
+    first.acquire()
+    second = locker(vhost, 20, "second")
+    threading.Timer(0.5, first.release).start()
+    second.acquire()
+    assert second.held and 0.4 < second.waited < 3, second.waited
+    second.release()
+
+
+def test_zero_timeout_fails_at_once(vhost: str) -> None:
+    with locker(vhost, 1, "first"):
+        started = time.monotonic()
+        with pytest.raises(LockTimeout, match="first"):
+            locker(vhost, 0, "second").acquire()
+        assert time.monotonic() - started < 1
+
+
+def test_lock_of_one_vhost_does_not_block_another(vhost: str) -> None:
+    with fresh_vhost("lock-other") as other, locker(vhost, 1, "a"), locker(other, 0, "b") as second:
+        assert second.held
+
+
+HOLDER_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import pika
+    from provisioner.broker.lock import VhostLock
+    params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+    VhostLock(params, 5, holder="provision apply by crashing@host").acquire()
+    print("held", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_killed_holder_process_leaves_no_stale_lock(vhost: str) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, vhost], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockTimeout, match="crashing@host"):
+            locker(vhost, 0.3, "waiter").acquire()
+        waiter = locker(vhost, 30, "waiter")
+        holder.kill()  # SIGKILL: no cleanup code runs, only the kernel closes the socket
+        started = time.monotonic()
+        waiter.acquire()
+        print(f"lock taken over {time.monotonic() - started:.2f}s after the holder was killed")
+        assert waiter.held
+        waiter.release()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_frees_when_the_broker_closes_the_holders_connection(vhost: str) -> None:
+    holder = locker(vhost, 1, "provision apply by doomed@host")
+    holder.acquire()
+
+    def holder_connection() -> str | None:
+        connections = api("GET", f"vhosts/{quote(vhost, safe='')}/connections").json()
+        names = [c["name"] for c in connections if c.get("user_provided_name") == "provision apply by doomed@host"]
+        return names[0] if names else None
+
+    name = wait_for(holder_connection)
+    assert api("DELETE", f"connections/{quote(name, safe='')}").status_code == 204
+    waiter = locker(vhost, 30, "waiter")
+    waiter.acquire()
+    assert waiter.held
+    waiter.release()
+    holder.release()  # its connection is already gone: releasing must not raise
