@@ -20,8 +20,13 @@ class Problem:
     path: str = ""
 
     def __str__(self) -> str:
-        where = f" (at {self.path})" if self.path else ""
-        return f"{self.file}:{self.line}:{self.column}: {self.message}{where}"
+        where = f" (at {one_line(self.path)})" if self.path else ""
+        return f"{one_line(self.file)}:{self.line}:{self.column}: {one_line(self.message)}{where}"
+
+
+def one_line(text: str) -> str:
+    """Escape newlines and other control characters, so every problem stays one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class TopologyInvalid(ProvisionerError):

@@ -214,7 +214,6 @@ def test_documents_broken_in_the_middle(document: dict[str, Any], cut: int, junk
 
 # Found by the properties above: issue 2 wants each error on one line; these two still span lines
 # (PyYAML's reader error carries a second line; a name with a newline is quoted raw).
-@pytest.mark.xfail(strict=True, reason="load.py/schema.py: multi-line problems (reported to the loader's owner)")
 @pytest.mark.parametrize("text", ["\x1b", 'version: 1\nvhosts:\n  "a\\nb": []\n'], ids=["control-char", "newline-name"])
 def test_every_problem_is_one_line(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:

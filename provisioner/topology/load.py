@@ -186,6 +186,11 @@ def read_document(file: str | Path) -> Document:
         if "single document" in f"{error.context} {error.problem}":
             raise fail("several YAML documents in one file; put one topology per file") from None
         raise fail(f"YAML: {error.problem or error.context}", *_line_column(error)) from None
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        character = chr(error.character) if isinstance(error.character, int) else str(error.character)
+        raise fail(f"YAML: character {character!r} is not allowed ({error.reason})", line, column) from None
     except yaml.MarkedYAMLError as error:
         message = error.problem or error.context or "invalid YAML"
         raise fail(f"YAML: {message}", *_line_column(error)) from None
