@@ -171,6 +171,7 @@ def check(text: str | bytes) -> None:
                 assert problem.line >= 1 and problem.column >= 1, problem
                 assert isinstance(problem.path, str), problem
                 assert problem.message.strip(), problem
+                assert "\n" not in str(problem), problem  # issue 2: each error is one line
             return
         assert isinstance(topology, Topology)
 
