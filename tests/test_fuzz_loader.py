@@ -213,8 +213,7 @@ def test_documents_broken_in_the_middle(document: dict[str, Any], cut: int, junk
     check(text[:cut] + junk + text[cut:])
 
 
-# Found by the properties above: issue 2 wants each error on one line; these two still span lines
-# (PyYAML's reader error carries a second line; a name with a newline is quoted raw).
+# Found by the properties above (issue 2 wants each error on one line): kept as regressions.
 @pytest.mark.parametrize("text", ["\x1b", 'version: 1\nvhosts:\n  "a\\nb": []\n'], ids=["control-char", "newline-name"])
 def test_every_problem_is_one_line(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
