@@ -98,6 +98,14 @@ BAD_DOCUMENTS = {
         """,
         ["3:3:", "longer than 255 bytes"],
     ),
+    "reserved for provisioner": (
+        """
+        version: 1
+        queues:
+          orders.provisioner-migrate: {}
+        """,
+        ["3:3:", "reserved by provisioner itself", "(at queues.orders.provisioner-migrate)"],
+    ),
     "reserved amq prefix": (
         """
         version: 1
@@ -113,7 +121,7 @@ BAD_DOCUMENTS = {
           q:
             bindings: [{exchange: ""}]
         """,
-        ["4:27:", "the default exchange (\"\") cannot be bound", "(at queues.q.bindings[0].exchange)"],
+        ["4:27:", 'the default exchange ("") cannot be bound', "(at queues.q.bindings[0].exchange)"],
     ),
     "duplicate YAML key": (
         """

@@ -6,7 +6,9 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterator
 
+from provisioner.broker.lock import LOCK_QUEUE
 from provisioner.errors import Problem
+from provisioner.migrate import MIGRATE_SUFFIX
 from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
 from provisioner.topology.model import Binding, Exchange, Key, Policy, Queue, Topology, VHost
 
@@ -46,6 +48,8 @@ def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Prob
             yield origin.problem(f"{resource.kind} name is longer than {MAX_NAME_BYTES} bytes (UTF-8)", at_key=True)
         if resource.kind in ("exchange", "queue") and resource.name.startswith("amq."):
             yield origin.problem(f"{resource.kind} names starting with 'amq.' are reserved by the broker", at_key=True)
+        if resource.kind == "queue" and (resource.name.endswith(MIGRATE_SUFFIX) or resource.name == LOCK_QUEUE):
+            yield origin.problem(f"queue name {resource.name!r} is reserved by provisioner itself", at_key=True)
 
 
 def check_references(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
