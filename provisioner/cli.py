@@ -6,6 +6,7 @@ Exit codes: 0 success / no changes, 1 error, 2 changes present (with
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -13,7 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
+from provisioner.broker.endpoints import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL
 from provisioner.errors import ProvisionerError, TopologyInvalid
+from provisioner.plan import Plan
 from provisioner.topology.model import Topology
 
 EXIT_OK = 0
@@ -89,6 +92,191 @@ def _counts(topology: Topology) -> str:
         f"{len(topology.queues)} queue(s), {len(topology.bindings)} binding(s), "
         f"{len(topology.policies)} policy(ies), {len(topology.tasks)} task route(s)"
     )
+
+
+def broker_options(command: F) -> F:
+    """--amqp-url, --management-url, --ca-file, --retry-seconds: where the broker is (env by default)."""
+    options = [
+        click.option(
+            "--amqp-url",
+            envvar="PROVISION_AMQP_URL",
+            default=DEFAULT_AMQP_URL,
+            show_default="amqp://guest:***@localhost:5672/",
+            help="AMQP URL (env PROVISION_AMQP_URL); amqps:// for TLS. Its vhost is ignored: the topology names it.",
+        ),
+        click.option(
+            "--management-url",
+            envvar="PROVISION_MANAGEMENT_URL",
+            default=DEFAULT_MANAGEMENT_URL,
+            show_default="http://guest:***@localhost:15672",
+            help="Management API URL (env PROVISION_MANAGEMENT_URL); https:// for TLS.",
+        ),
+        click.option(
+            "--ca-file",
+            envvar="PROVISION_CA_FILE",
+            type=click.Path(exists=True, dir_okay=False),
+            help="CA bundle for amqps:// and https:// (env PROVISION_CA_FILE).",
+        ),
+        click.option(
+            "--retry-seconds",
+            default=15.0,
+            show_default=True,
+            type=click.FloatRange(0),
+            help="How long transient faults (connection refused or reset, 5xx) are retried.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _clients(amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float) -> tuple[Any, Any]:
+    from provisioner.broker.endpoints import Endpoints
+    from provisioner.broker.management import Management
+    from provisioner.broker.retry import Backoff
+
+    endpoints = Endpoints(amqp_url, management_url, ca_file)
+    backoff = Backoff(attempts=1 + int(retry_seconds > 0) * 7, deadline=retry_seconds)
+    return endpoints, Management(endpoints, backoff=backoff)
+
+
+def _echo_plan(plan: Plan) -> None:
+    from provisioner.output import plan_lines
+
+    for text, colour in plan_lines(plan):
+        click.secho(text, fg=colour)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON for machines.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 for no changes, 2 for changes, 1 for errors.")
+@click.option("--prune", is_flag=True, help="Plan deletion of objects in managed vhosts the topology lacks.")
+@broker_options
+@reports_errors
+def plan(
+    files: tuple[str, ...],
+    as_json: bool,
+    detailed_exitcode: bool,
+    prune: bool,
+    amqp_url: str,
+    management_url: str,
+    ca_file: str | None,
+    retry_seconds: float,
+) -> None:
+    """Show what apply would change on the live broker, and why."""
+    from provisioner.apply import make_plan
+    from provisioner.topology import load
+
+    desired = load(files)
+    _, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
+    result = make_plan(desired, management, prune)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
+    else:
+        _echo_plan(result)
+    if detailed_exitcode and not result.is_empty:
+        sys.exit(EXIT_CHANGES)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--prune", is_flag=True, help="Delete objects in managed vhosts that the topology lacks.")
+@broker_options
+@reports_errors
+def drift(
+    files: tuple[str, ...], prune: bool, amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float
+) -> None:
+    """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted."""
+    from provisioner.apply import make_plan
+    from provisioner.output import summary_line
+    from provisioner.topology import load
+
+    desired = load(files)
+    _, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
+    result = make_plan(desired, management, prune)
+    if result.is_empty:
+        click.echo(f"no drift: the broker matches {', '.join(files)}")
+        return
+    click.echo(f"DRIFT: the broker differs from {', '.join(files)}")
+    for change in result.changes:
+        click.echo(f"drift: {change.action.value} {change.kind} {change.name!r} in {change.vhost!r}: {change.reason}")
+    click.echo(summary_line(result))
+    sys.exit(EXIT_CHANGES)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--prune", is_flag=True, help="Delete objects in managed vhosts that the topology lacks.")
+@click.option("--migrate", is_flag=True, help="Replace queues whose immutable properties changed, keeping messages.")
+@click.option("--force", is_flag=True, help="With --prune: also delete queues that hold messages or have consumers.")
+@click.option("--workers", default=6, show_default=True, type=click.IntRange(1, 64), help="Parallel AMQP connections.")
+@click.option(
+    "--lock-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds to wait for another apply.",
+)
+@broker_options
+@reports_errors
+def apply(
+    files: tuple[str, ...],
+    prune: bool,
+    migrate: bool,
+    force: bool,
+    workers: int,
+    lock_timeout: float,
+    amqp_url: str,
+    management_url: str,
+    ca_file: str | None,
+    retry_seconds: float,
+) -> None:
+    """Converge the broker to the topology; a second apply does nothing and writes nothing."""
+    from provisioner.apply import ApplyOptions, converge
+    from provisioner.topology import load
+
+    desired = load(files)
+    endpoints, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
+    options = ApplyOptions(prune=prune, migrate=migrate, force=force, workers=workers, lock_timeout=lock_timeout)
+    with _progress() as progress:
+        report = converge(desired, endpoints, management, options, progress.update, _echo_plan)
+    if report.plan.is_empty:
+        click.echo("No changes. The broker matches the topology.")
+        return
+    counts = report.plan.summary()
+    moved = f", {report.messages_moved} message(s) migrated" if report.messages_moved else ""
+    click.echo(
+        f"Applied: {counts['create']} created, {counts['update']} updated, {counts['replace']} replaced, "
+        f"{counts['delete']} deleted{moved}."
+    )
+
+
+class _Progress:
+    """A progress bar on a terminal for applies that take more than a moment; silent elsewhere (CI logs)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.count = 0
+
+    def update(self, count: int) -> None:
+        self.count += count
+        if self.bar is None and self.count >= 200 and sys.stderr.isatty():
+            self.bar = click.progressbar(length=None, label="applying", file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _progress() -> _Progress:
+    return _Progress()
 
 
 if __name__ == "__main__":

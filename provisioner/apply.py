@@ -1,0 +1,266 @@
+"""Execute a Plan in the one order plan.PHASES writes down; one small function per (action, kind).
+
+A converged broker costs one read and nothing else: no lock, no declaration,
+no write. Otherwise the vhost lock is taken, the state read again under it,
+unsafe changes refused before anything is touched, and the plan run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed
+from provisioner.broker.endpoints import Endpoints
+from provisioner.broker.live import read_live
+from provisioner.broker.lock import VhostLock, management_holder_lookup
+from provisioner.broker.management import Management
+from provisioner.broker.migration import ManagementReader, run_migration
+from provisioner.diff import differences
+from provisioner.errors import BrokerError, UnsafeChange
+from provisioner.plan import PHASES, Action, Change, Plan
+from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """What the user allowed: replacements (--migrate), deleting non-empty queues (--force)."""
+
+    prune: bool = False
+    migrate: bool = False
+    force: bool = False
+    workers: int = DEFAULT_WORKERS
+    lock_timeout: float = 60.0
+
+
+@dataclass
+class ApplyReport:
+    """What an apply did: the plan it ran and how many changes completed."""
+
+    plan: Plan = field(default_factory=Plan)
+    done: int = 0
+    messages_moved: int = 0
+
+
+class ApplyFailed(BrokerError):
+    """The broker refused a change mid-apply; says what had been applied before."""
+
+
+def make_plan(desired: Topology, management: Management, prune: bool = False) -> Plan:
+    """Read every managed vhost (a constant number of requests each) and diff."""
+    return differences(desired, read_live(management, [v.name for v in desired.vhosts]), prune)
+
+
+def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
+    """Raise UnsafeChange naming every change the options do not allow, before anything is touched."""
+    reasons = []
+    for change in plan.of(Action.REPLACE):
+        if not options.migrate:
+            held = f" ({change.messages} messages)" if change.messages else ""
+            reasons.append(f"replace {change.kind} {change.name!r} in {change.vhost!r}{held}: {change.reason}")
+    for change in plan.of(Action.DELETE, "queue"):
+        if not options.force and (change.messages or change.consumers):
+            reasons.append(
+                f"delete queue {change.name!r} in {change.vhost!r}: it holds {change.messages} messages "
+                f"and has {change.consumers} consumers"
+            )
+    if reasons:
+        hint = "--migrate replaces without losing messages" if plan.of(Action.REPLACE) else ""
+        hint += ("; " if hint else "") + "--force deletes queues that hold messages" if plan.of(Action.DELETE) else ""
+        raise UnsafeChange(
+            "refusing to apply, nothing was changed:\n  " + "\n  ".join(reasons) + (f"\n({hint})" if hint else "")
+        )
+
+
+def converge(
+    desired: Topology,
+    endpoints: Endpoints,
+    management: Management,
+    options: ApplyOptions,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> ApplyReport:
+    """Plan, and when there is anything to do: lock, re-plan under the lock, check, execute."""
+    plan = make_plan(desired, management, options.prune)
+    if plan.is_empty:
+        return ApplyReport(plan)
+    refuse_unsafe(plan, options)
+    executor = Executor(desired, endpoints, management, options, progress)
+    for change in plan.of(Action.CREATE, "vhost"):
+        executor.run(Action.CREATE, "vhost", (change,))
+    with ExitStack() as locks:
+        for vhost in desired.vhosts:
+            parameters = endpoints.amqp_parameters(vhost.name)
+            lookup = management_holder_lookup(endpoints.management_base, endpoints.management_auth)
+            locks.enter_context(VhostLock(parameters, options.lock_timeout, lookup=lookup))
+        plan = make_plan(desired, management, options.prune)  # the state may have moved while we waited
+        refuse_unsafe(plan, options)
+        if on_plan is not None:
+            on_plan(plan)
+        return executor.execute(plan)
+
+
+class Executor:
+    """Runs a plan phase by phase; talks to the broker, nothing else does in an apply."""
+
+    def __init__(
+        self,
+        desired: Topology,
+        endpoints: Endpoints,
+        management: Management,
+        options: ApplyOptions,
+        progress: Progress | None = None,
+    ) -> None:
+        self.desired, self.endpoints, self.management = desired, endpoints, management
+        self.options, self.progress = options, progress
+        self.report = ApplyReport()
+        self._amqp: dict[str, Amqp] = {}
+
+    def amqp(self, vhost: str) -> Amqp:
+        if vhost not in self._amqp:
+            self._amqp[vhost] = Amqp(self.endpoints, vhost, self.management.backoff)
+        return self._amqp[vhost]
+
+    @property
+    def operations_sent(self) -> int:
+        return sum(client.operations_sent for client in self._amqp.values())
+
+    def execute(self, plan: Plan) -> ApplyReport:
+        self.report.plan = plan
+        for action, kind in PHASES:
+            changes = plan.of(action, kind)
+            if changes:
+                self.run(action, kind, changes)
+        return self.report
+
+    def run(self, action: Action, kind: str, changes: tuple[Change, ...]) -> None:
+        try:
+            HANDLERS[(action, kind)](self, changes)
+        except OperationFailed as error:
+            self.report.done += error.done
+            raise ApplyFailed(f"{error} (after {self.report.done} change(s) applied)") from None
+        except BrokerError as error:
+            raise ApplyFailed(f"{error} (after {self.report.done} change(s) applied)") from None
+
+    def _declare_all(self, verb: str, resources: list[Exchange | Queue | Binding]) -> None:
+        by_vhost: dict[str, list[Operation]] = {}
+        for resource in resources:
+            # if-empty guards classic queues; quorum queues refuse it (540), their counts were checked before
+            if_empty = not self.options.force and isinstance(resource, Queue) and resource.type == "classic"
+            by_vhost.setdefault(resource.vhost, []).append(Operation(verb, resource, if_empty=if_empty))
+        for vhost, operations in by_vhost.items():
+            self.report.done += self.amqp(vhost).execute(operations, self.options.workers, self.progress)
+
+    def _done(self, count: int = 1) -> None:
+        self.report.done += count
+        if self.progress is not None:
+            self.progress(count)
+
+
+def _create_vhost(executor: Executor, changes: tuple[Change, ...]) -> None:
+    for change in changes:
+        executor.management.create_vhost(change.name, executor.endpoints.amqp_user)
+        executor._done()
+
+
+def _declare(executor: Executor, changes: tuple[Change, ...]) -> None:
+    executor._declare_all("declare", [c.after for c in changes])  # type: ignore[misc]
+
+
+def _bind(executor: Executor, changes: tuple[Change, ...]) -> None:
+    executor._declare_all("bind", [c.after for c in changes])  # type: ignore[misc]
+
+
+def _unbind(executor: Executor, changes: tuple[Change, ...]) -> None:
+    executor._declare_all("unbind", [c.before for c in changes])  # type: ignore[misc]
+
+
+def _replace_exchange(executor: Executor, changes: tuple[Change, ...]) -> None:
+    """Delete and declare again; the broker drops the exchange's bindings with it, so bind them again."""
+    for change in changes:
+        exchange = change.after
+        assert isinstance(exchange, Exchange)
+        rebind: list[Exchange | Queue | Binding] = [
+            b
+            for b in executor.desired.bindings
+            if b.vhost == exchange.vhost
+            and (b.source == exchange.name or (b.destination_type == "exchange" and b.destination == exchange.name))
+        ]
+        executor._declare_all("delete", [change.before])  # type: ignore[list-item]
+        executor._declare_all("declare", [exchange])
+        executor._declare_all("bind", rebind)
+
+
+def _replace_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
+    """Move every message through a temporary queue (provisioner.migrate); refused without --migrate."""
+    endpoints = executor.endpoints
+    reader = ManagementReader(endpoints.management_base, endpoints.management_auth)
+    for change in changes:
+        queue = change.after
+        assert isinstance(queue, Queue)
+        report = run_migration(
+            queue,
+            endpoints.amqp_parameters(queue.vhost),
+            reader,
+            allow_consumers=executor.options.force,
+            backoff=executor.management.backoff,
+        )
+        executor.report.messages_moved += report.moved
+        executor._done()
+
+
+def _put_policy(executor: Executor, changes: tuple[Change, ...]) -> None:
+    for change in changes:
+        policy = change.after
+        assert isinstance(policy, Policy)
+        body = {
+            "pattern": policy.pattern,
+            "definition": policy.definition,
+            "priority": policy.priority,
+            "apply-to": policy.apply_to,
+        }
+        executor.management.put_policy(policy.vhost, policy.name, body)
+        executor._done()
+
+
+def _delete_policy(executor: Executor, changes: tuple[Change, ...]) -> None:
+    for change in changes:
+        executor.management.delete_policy(change.vhost, change.name)
+        executor._done()
+
+
+def _delete_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
+    """Delete queues, checking exact counts first: the management API's figures lag."""
+    for change in changes:
+        if not executor.options.force:
+            counts = executor.amqp(change.vhost).queue_counts(change.name)
+            if counts is not None and any(counts):
+                raise UnsafeChange(
+                    f"queue {change.name!r} in {change.vhost!r} now holds {counts[0]} messages and "
+                    f"{counts[1]} consumers; not deleted (--force deletes it)"
+                )
+    executor._declare_all("delete", [c.before for c in changes])  # type: ignore[misc]
+
+
+def _delete(executor: Executor, changes: tuple[Change, ...]) -> None:
+    executor._declare_all("delete", [c.before for c in changes])  # type: ignore[misc]
+
+
+HANDLERS: dict[tuple[Action, str], Callable[[Executor, tuple[Change, ...]], None]] = {
+    (Action.CREATE, "vhost"): _create_vhost,
+    (Action.CREATE, "exchange"): _declare,
+    (Action.REPLACE, "exchange"): _replace_exchange,
+    (Action.CREATE, "queue"): _declare,
+    (Action.REPLACE, "queue"): _replace_queue,
+    (Action.CREATE, "binding"): _bind,
+    (Action.CREATE, "policy"): _put_policy,
+    (Action.UPDATE, "policy"): _put_policy,
+    (Action.DELETE, "policy"): _delete_policy,
+    (Action.DELETE, "binding"): _unbind,
+    (Action.DELETE, "queue"): _delete_queue,
+    (Action.DELETE, "exchange"): _delete,
+}
+assert set(HANDLERS) == set(PHASES), "every phase has its handler"

@@ -1,0 +1,156 @@
+"""Read a vhost's live state into the same model types the topology uses, normalised the same way.
+
+Two management requests per vhost, whatever its size: the vhost's definitions
+(exchanges, queues, bindings, policies as stored) and its queue list (type,
+exclusivity, messages, consumers). What the broker or Celery make on their own
+is left out here, so it can never show as drift.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.broker.lock import is_lock_queue
+from provisioner.broker.management import Management
+from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology, VHost, canonical_arguments
+
+# Objects Celery (kombu) declares by itself: remote control, events, worker-direct, native delayed delivery.
+CELERY_OWNED_EXCHANGES = ("celery.pidbox", "reply.celery.pidbox", "celeryev", "C.dq2", "celery_delayed_*")
+CELERY_OWNED_QUEUES = ("*.celery.pidbox", "*.reply.celery.pidbox", "celeryev.*", "*.dq2", "celery_delayed_*")
+
+
+def celery_owned(kind: str, name: str) -> bool:
+    """Whether Celery makes this object itself (never drift, never pruned)."""
+    patterns = CELERY_OWNED_EXCHANGES if kind == "exchange" else CELERY_OWNED_QUEUES
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What a plan shows beside a queue it would replace or delete."""
+
+    messages: int = 0
+    consumers: int = 0
+
+
+@dataclass(frozen=True)
+class LiveVhost:
+    """One vhost as the broker holds it; ``topology`` holds only objects a topology could manage."""
+
+    name: str
+    exists: bool
+    topology: Topology = field(default_factory=Topology)
+    stats: dict[str, QueueStats] = field(default_factory=dict)
+    ignored: int = 0  # objects of Celery's or the broker's own, left out
+
+
+def read_vhost(management: Management, vhost: str) -> LiveVhost:
+    """The live state of one vhost in two requests (one when it does not exist)."""
+    definitions = management.definitions(vhost)
+    if definitions is None:
+        return LiveVhost(vhost, exists=False)
+    details = {q["name"]: q for q in management.queue_details(vhost)}
+    return live_from_definitions(vhost, definitions, details)
+
+
+def read_live(management: Management, vhosts: Iterable[str]) -> dict[str, LiveVhost]:
+    """The live state of every vhost a topology manages."""
+    return {vhost: read_vhost(management, vhost) for vhost in vhosts}
+
+
+def live_from_definitions(vhost: str, definitions: dict[str, Any], details: dict[str, dict[str, Any]]) -> LiveVhost:
+    """Pure: the management API's answers -> LiveVhost (recorded answers make the diff tests)."""
+    ignored = 0
+    exchanges = []
+    for item in definitions.get("exchanges", []):
+        if item["name"] == "" or item["name"].startswith("amq.") or celery_owned("exchange", item["name"]):
+            ignored += 1
+            continue
+        exchanges.append(
+            Exchange(
+                vhost,
+                item["name"],
+                item["type"],
+                durable=bool(item.get("durable", True)),
+                auto_delete=bool(item.get("auto_delete", False)),
+                internal=bool(item.get("internal", False)),
+                arguments=canonical_arguments(item.get("arguments")),
+            )
+        )
+    queues = []
+    skipped_queues: set[str] = set()
+    for item in definitions.get("queues", []):
+        name, detail = item["name"], details.get(item["name"], {})
+        if _not_managed_queue(name, detail):
+            ignored += 1
+            skipped_queues.add(name)
+            continue
+        arguments = item.get("arguments") or {}
+        queues.append(
+            Queue(
+                vhost,
+                name,
+                type=str(detail.get("type") or arguments.get("x-queue-type") or "classic"),
+                durable=bool(item.get("durable", True)),
+                auto_delete=bool(item.get("auto_delete", False)),
+                arguments=canonical_arguments(arguments),
+            )
+        )
+    known_exchanges = {x.name for x in exchanges}
+    bindings = []
+    for item in definitions.get("bindings", []):
+        source, destination = item["source"], item["destination"]
+        if (
+            source == ""
+            or (source not in known_exchanges and not source.startswith("amq."))
+            or (item["destination_type"] == "queue" and destination in skipped_queues)
+            or (item["destination_type"] == "exchange" and destination not in known_exchanges)
+        ):
+            ignored += 1
+            continue
+        bindings.append(
+            Binding(
+                vhost,
+                source,
+                destination,
+                item["destination_type"],
+                item.get("routing_key", ""),
+                canonical_arguments(item.get("arguments")),
+            )
+        )
+    policies = [
+        Policy(
+            vhost,
+            item["name"],
+            item["pattern"],
+            dict(item.get("definition") or {}),
+            apply_to=item.get("apply-to", "all"),
+            priority=int(item.get("priority", 0)),
+        )
+        for item in definitions.get("policies", [])
+    ]
+    stats = {
+        name: QueueStats(int(detail.get("messages") or 0), int(detail.get("consumers") or 0))
+        for name, detail in details.items()
+    }
+    topology = Topology(
+        vhosts=(VHost(vhost),),
+        exchanges=tuple(exchanges),
+        queues=tuple(queues),
+        bindings=tuple(bindings),
+        policies=tuple(policies),
+    )
+    return LiveVhost(vhost, True, topology, stats, ignored)
+
+
+def _not_managed_queue(name: str, detail: dict[str, Any]) -> bool:
+    """Exclusive and server-named queues of running clients, Celery's own, and the apply lock."""
+    return (
+        bool(detail.get("exclusive"))
+        or name.startswith("amq.gen-")
+        or celery_owned("queue", name)
+        or is_lock_queue(name)
+    )

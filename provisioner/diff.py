@@ -1,0 +1,124 @@
+"""Pure: the desired topology x the live state -> a Plan. No I/O here.
+
+Objects are compared through keyed maps in sorted order, so identical inputs
+give a byte-identical plan. Both sides passed through the same normalisation
+(``canonical_arguments``) before they get here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from provisioner.broker.live import LiveVhost
+from provisioner.migrate import is_migration_queue
+from provisioner.plan import PHASE_INDEX, Action, Change, Plan, Unmanaged, describe
+from provisioner.topology.model import Binding, Policy, Queue, Resource, Topology, VHost
+
+IMMUTABLE_FIELDS = {
+    "exchange": ("type", "durable", "auto_delete", "internal"),
+    "queue": ("type", "durable", "auto_delete"),
+}
+
+
+def differences(desired: Topology, live: Mapping[str, LiveVhost], prune: bool = False) -> Plan:
+    """Every change that takes the live vhosts to the desired topology, in execution order."""
+    changes: list[Change] = []
+    unmanaged: list[Unmanaged] = []
+    for vhost in desired.vhosts:
+        state = live.get(vhost.name) or LiveVhost(vhost.name, exists=False)
+        found, left = _vhost_differences(desired.in_vhost(vhost.name), state, prune)
+        changes.extend(found)
+        unmanaged.extend(left)
+    dead_letter_targets = {("queue", d.vhost, d.dead_letter_queue) for d in desired.dead_letters}
+    changes.sort(key=lambda c: (PHASE_INDEX[(c.action, c.kind)], c.key not in dead_letter_targets, c.key))
+    unmanaged.sort(key=lambda u: u.resource.key)
+    return Plan(tuple(changes), tuple(unmanaged))
+
+
+def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tuple[list[Change], list[Unmanaged]]:
+    if not state.exists:
+        creations = [Change(Action.CREATE, None, VHost(state.name), "vhost does not exist")]
+        return creations + [Change(Action.CREATE, None, r, describe(r)) for r in _objects(desired)], []
+    wanted = {r.key: r for r in _objects(desired)}
+    present = {r.key: r for r in _objects(state.topology)}
+    changes: list[Change] = []
+    unmanaged: list[Unmanaged] = []
+    for key in sorted(wanted.keys() | present.keys()):
+        after, before = wanted.get(key), present.get(key)
+        if before is None and after is not None:
+            changes.append(Change(Action.CREATE, None, after, describe(after)))
+        elif after is None and before is not None:
+            left = _left_alone(before, state, prune)
+            if isinstance(left, Change):
+                changes.append(left)
+            elif left is not None:
+                unmanaged.append(left)
+        elif after is not None and before is not None and after != before:
+            changes.append(_changed(before, after, state))
+    return changes, unmanaged
+
+
+def _objects(topology: Topology) -> tuple[Resource, ...]:
+    return (*topology.exchanges, *topology.queues, *topology.bindings, *topology.policies)
+
+
+def _changed(before: Resource, after: Resource, state: LiveVhost) -> Change:
+    """A policy changes in place; anything else is replaced, with what changed as the reason."""
+    reason = "; ".join(_field_changes(before, after))
+    if isinstance(after, Policy):
+        return Change(Action.UPDATE, before, after, reason)
+    stats = state.stats.get(after.name) if isinstance(after, Queue) else None
+    return Change(
+        Action.REPLACE,
+        before,
+        after,
+        reason,
+        messages=stats.messages if stats else (0 if isinstance(after, Queue) else None),
+        consumers=stats.consumers if stats else (0 if isinstance(after, Queue) else None),
+    )
+
+
+def _field_changes(before: Resource, after: Resource) -> list[str]:
+    """``x-max-length: 1000 -> 5000`` style lines for every field that differs."""
+    lines = []
+    for name in IMMUTABLE_FIELDS.get(after.kind, ()) + (
+        ("pattern", "apply_to", "priority") if after.kind == "policy" else ()
+    ):
+        old, new = getattr(before, name), getattr(after, name)
+        if old != new:
+            lines.append(f"{name}: {_text(old)} -> {_text(new)}")
+    table = "definition" if after.kind == "policy" else "arguments"
+    old_table: dict[str, Any] = getattr(before, table)
+    new_table: dict[str, Any] = getattr(after, table)
+    for name in sorted(old_table.keys() | new_table.keys()):
+        if old_table.get(name) != new_table.get(name):
+            lines.append(f"{name}: {_text(old_table.get(name))} -> {_text(new_table.get(name))}")
+    return lines
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _left_alone(resource: Resource, state: LiveVhost, prune: bool) -> Change | Unmanaged | None:
+    """A live object the topology does not describe: listed, or deleted with --prune."""
+    stats = state.stats.get(resource.name) if isinstance(resource, Queue) else None
+    messages = stats.messages if stats else None
+    consumers = stats.consumers if stats else None
+    if (
+        isinstance(resource, Binding)
+        and resource.destination_type == "queue"
+        and is_migration_queue(resource.destination)
+    ):
+        return None  # part of the migration, listed with its queue
+    if isinstance(resource, Queue) and is_migration_queue(resource.name):
+        note = "a migration in progress: run apply --migrate to finish it"
+        return Unmanaged(resource, note, messages, consumers)
+    if not prune:
+        return Unmanaged(resource, "", messages, consumers)
+    return Change(Action.DELETE, resource, None, "not in the topology (--prune)", messages, consumers)

@@ -1,0 +1,62 @@
+"""Plans as text for people: grouped by vhost, terraform-like symbols, a summary line.
+
+Returns (text, colour) pairs; cli.py decides whether colour is shown and prints.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from provisioner.plan import SYMBOLS, Action, Change, Plan, Unmanaged
+
+COLOURS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red"}
+Line = tuple[str, str | None]
+
+
+def plan_lines(plan: Plan) -> list[Line]:
+    """The plan as lines; an empty plan says so in one line."""
+    if plan.is_empty and not plan.unmanaged:
+        return [("No changes. The broker matches the topology.", None)]
+    lines: list[Line] = []
+    by_vhost = groupby(sorted(plan.changes, key=lambda c: c.vhost), key=lambda c: c.vhost)
+    ordered = {change.key: index for index, change in enumerate(plan.changes)}
+    for vhost, changes in by_vhost:
+        lines.append((f"vhost {vhost!r}:", None))
+        for change in sorted(changes, key=lambda c: ordered[c.key]):
+            lines.append((_change_line(change), COLOURS[change.action]))
+    if plan.unmanaged:
+        lines.append(("", None))
+        lines.append(("Not in the topology (left alone; --prune deletes them):", None))
+        lines.extend((_unmanaged_line(item), None) for item in plan.unmanaged)
+    lines.append(("", None))
+    lines.append((summary_line(plan), None))
+    return lines
+
+
+def summary_line(plan: Plan) -> str:
+    if plan.is_empty:
+        return f"No changes. {len(plan.unmanaged)} object(s) not in the topology."
+    counts = plan.summary()
+    return (
+        f"Plan: {counts['create']} to create, {counts['update']} to update, "
+        f"{counts['replace']} to replace, {counts['delete']} to delete."
+    )
+
+
+def _change_line(change: Change) -> str:
+    symbol = SYMBOLS[change.action]
+    text = f"  {symbol:>3} {change.kind} {change.name}"
+    if change.reason:
+        text += f"  ({change.reason})"
+    if change.messages is not None:
+        text += f"  [{change.messages} messages, {change.consumers} consumers]"
+    return text
+
+
+def _unmanaged_line(item: Unmanaged) -> str:
+    text = f"      {item.resource.kind} {item.resource.name} in {item.resource.vhost!r}"
+    if item.messages is not None:
+        text += f"  [{item.messages} messages, {item.consumers} consumers]"
+    if item.note:
+        text += f"  ({item.note})"
+    return text

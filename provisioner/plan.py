@@ -1,0 +1,174 @@
+"""The plan vocabulary: a closed set of actions, a change is action + before + after + reason.
+
+diff.py fills a Plan, apply.py executes it, cli.py prints it; the three meet
+only here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.topology.model import Key, Resource
+
+
+class Action(str, enum.Enum):
+    CREATE = "create"
+    UPDATE = "update"  # changed in place (policies)
+    REPLACE = "replace"  # an immutable property changed: delete and declare again
+    DELETE = "delete"  # only with --prune
+
+
+SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One action on one object; ``reason`` is for people, the rest for machines."""
+
+    action: Action
+    before: Resource | None
+    after: Resource | None
+    reason: str = ""
+    messages: int | None = None  # for queues being replaced or deleted
+    consumers: int | None = None
+
+    @property
+    def resource(self) -> Resource:
+        resource = self.after if self.after is not None else self.before
+        assert resource is not None
+        return resource
+
+    @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    @property
+    def vhost(self) -> str:
+        return self.resource.vhost
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    @property
+    def key(self) -> Key:
+        return self.resource.key
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "action": self.action.value,
+            "kind": self.kind,
+            "vhost": self.vhost,
+            "name": self.name,
+            "reason": self.reason,
+            "before": _fields(self.before),
+            "after": _fields(self.after),
+        }
+        if self.messages is not None:
+            document["messages"] = self.messages
+            document["consumers"] = self.consumers
+        return document
+
+
+@dataclass(frozen=True)
+class Unmanaged:
+    """An object in a managed vhost that the topology does not describe (deleted only with --prune)."""
+
+    resource: Resource
+    note: str = ""
+    messages: int | None = None
+    consumers: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "kind": self.resource.kind,
+            "vhost": self.resource.vhost,
+            "name": self.resource.name,
+        }
+        if self.note:
+            document["note"] = self.note
+        if self.messages is not None:
+            document["messages"] = self.messages
+            document["consumers"] = self.consumers
+        return document
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What apply would do, in the order it would do it, and what it leaves alone."""
+
+    changes: tuple[Change, ...] = ()
+    unmanaged: tuple[Unmanaged, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(change.action for change in self.changes)
+        return {action.value: counts.get(action, 0) for action in Action} | {"unmanaged": len(self.unmanaged)}
+
+    def of(self, action: Action, kind: str | None = None) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is action and (kind is None or c.kind == kind))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "changes": [change.to_json() for change in self.changes],
+            "unmanaged": [item.to_json() for item in self.unmanaged],
+            "summary": self.summary(),
+        }
+
+
+def _fields(resource: Resource | None) -> dict[str, Any] | None:
+    if resource is None:
+        return None
+    return {f.name: getattr(resource, f.name) for f in dataclasses.fields(resource)}
+
+
+def describe(resource: Resource) -> str:
+    """A short description of an object's broker-visible fields, for create lines."""
+    kind = resource.kind
+    if kind == "exchange":
+        flags = [resource.type] + [f for f in ("internal", "auto_delete") if getattr(resource, f)]  # type: ignore[union-attr]
+        if not resource.durable:  # type: ignore[union-attr]
+            flags.append("transient")
+        return ", ".join(flags + _arguments(resource.arguments))  # type: ignore[union-attr]
+    if kind == "queue":
+        flags = [resource.type] + (["auto_delete"] if resource.auto_delete else [])  # type: ignore[union-attr]
+        if not resource.durable:  # type: ignore[union-attr]
+            flags.append("transient")
+        return ", ".join(flags + _arguments(resource.arguments))  # type: ignore[union-attr]
+    if kind == "policy":
+        return f"pattern {resource.pattern!r} on {resource.apply_to}: {_table(resource.definition)}"  # type: ignore[union-attr]
+    return ""
+
+
+def _arguments(arguments: dict[str, Any]) -> list[str]:
+    return [f"{name}={value}" for name, value in sorted(arguments.items())]
+
+
+def _table(table: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in sorted(table.items()))
+
+
+# The order of execution, written once: creations from the vhost down to policies,
+# deletions in reverse. diff.py sorts a plan by it and apply.py runs it phase by phase.
+PHASES: tuple[tuple[Action, str], ...] = (
+    (Action.CREATE, "vhost"),
+    (Action.CREATE, "exchange"),
+    (Action.REPLACE, "exchange"),
+    (Action.CREATE, "queue"),
+    (Action.REPLACE, "queue"),
+    (Action.CREATE, "binding"),
+    (Action.CREATE, "policy"),
+    (Action.UPDATE, "policy"),
+    (Action.DELETE, "policy"),
+    (Action.DELETE, "binding"),
+    (Action.DELETE, "queue"),
+    (Action.DELETE, "exchange"),
+)
+PHASE_INDEX = {phase: index for index, phase in enumerate(PHASES)}
