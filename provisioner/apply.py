@@ -43,6 +43,7 @@ class ApplyReport:
     plan: Plan = field(default_factory=Plan)
     done: int = 0
     messages_moved: int = 0
+    amqp_operations: int = 0  # AMQP commands sent (declare, bind, delete...), for the benchmark
 
 
 class ApplyFailed(BrokerError):
@@ -134,6 +135,7 @@ class Executor:
             changes = plan.of(action, kind)
             if changes:
                 self.run(action, kind, changes)
+        self.report.amqp_operations = self.operations_sent
         return self.report
 
     def run(self, action: Action, kind: str, changes: tuple[Change, ...]) -> None:

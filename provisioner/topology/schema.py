@@ -76,7 +76,7 @@ def _message(error: ValidationError) -> str:
     if error.validator == "pattern" and field == "type":
         return f"{error.instance!r} is not an exchange type (direct | fanout | topic | headers | x-...)"
     if error.validator == "minLength" and field == "exchange":
-        return "the default exchange (\"\") cannot be bound; every queue already receives its name as routing key there"
+        return 'the default exchange ("") cannot be bound; every queue already receives its name as routing key there'
     if error.validator == "oneOf" and field == "dead_letter":
         return "dead_letter must be true, false or a mapping (suffix, exchange, queue, routing_key, queue_type, via)"
     return error.message
