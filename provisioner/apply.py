@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed
 from provisioner.broker.endpoints import Endpoints
@@ -17,6 +17,7 @@ from provisioner.broker.live import read_live
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management
 from provisioner.broker.migration import ManagementReader, run_migration
+from provisioner.broker.retry import Backoff
 from provisioner.diff import differences
 from provisioner.errors import BrokerError, UnsafeChange
 from provisioner.plan import PHASES, Action, Change, Plan
@@ -50,9 +51,29 @@ class ApplyFailed(BrokerError):
     """The broker refused a change mid-apply; says what had been applied before."""
 
 
-def make_plan(desired: Topology, management: Management, prune: bool = False) -> Plan:
-    """Read every managed vhost (a constant number of requests each) and diff."""
-    return differences(desired, read_live(management, [v.name for v in desired.vhosts]), prune)
+def make_plan(
+    desired: Topology, management: Management, prune: bool = False, endpoints: Endpoints | None = None
+) -> Plan:
+    """Read every managed vhost (a constant number of requests each) and diff.
+
+    With ``endpoints``, queues to be replaced or deleted get exact message and
+    consumer counts by a passive declare each (the management API's lag by its
+    statistics interval); a plan without such changes costs nothing more.
+    """
+    plan = differences(desired, read_live(management, [v.name for v in desired.vhosts]), prune)
+    return plan if endpoints is None else with_exact_counts(plan, endpoints, management.backoff)
+
+
+def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Plan:
+    """The plan with AMQP's exact counts for every queue it would replace or delete."""
+    counted = []
+    for change in plan.changes:
+        if change.kind == "queue" and change.action in (Action.REPLACE, Action.DELETE):
+            counts = Amqp(endpoints, change.vhost, backoff).queue_counts(change.name)
+            if counts is not None:
+                change = replace(change, messages=counts[0], consumers=counts[1])
+        counted.append(change)
+    return replace(plan, changes=tuple(counted))
 
 
 def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
@@ -85,7 +106,7 @@ def converge(
     on_plan: Callable[[Plan], None] | None = None,
 ) -> ApplyReport:
     """Plan, and when there is anything to do: lock, re-plan under the lock, check, execute."""
-    plan = make_plan(desired, management, options.prune)
+    plan = make_plan(desired, management, options.prune, endpoints)
     if plan.is_empty:
         return ApplyReport(plan)
     refuse_unsafe(plan, options)
@@ -97,7 +118,7 @@ def converge(
             parameters = endpoints.amqp_parameters(vhost.name)
             lookup = management_holder_lookup(endpoints.management_base, endpoints.management_auth)
             locks.enter_context(VhostLock(parameters, options.lock_timeout, lookup=lookup))
-        plan = make_plan(desired, management, options.prune)  # the state may have moved while we waited
+        plan = make_plan(desired, management, options.prune, endpoints)  # the state may have moved while we waited
         refuse_unsafe(plan, options)
         if on_plan is not None:
             on_plan(plan)

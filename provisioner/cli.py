@@ -169,8 +169,8 @@ def plan(
     from provisioner.topology import load
 
     desired = load(files)
-    _, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
-    result = make_plan(desired, management, prune)
+    endpoints, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
+    result = make_plan(desired, management, prune, endpoints)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
     else:
@@ -193,8 +193,8 @@ def drift(
     from provisioner.topology import load
 
     desired = load(files)
-    _, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
-    result = make_plan(desired, management, prune)
+    endpoints, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
+    result = make_plan(desired, management, prune, endpoints)
     if result.is_empty:
         click.echo(f"no drift: the broker matches {', '.join(files)}")
         return

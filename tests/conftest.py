@@ -1,0 +1,35 @@
+"""Fixtures for tests that talk to the real broker on this machine (never a mock)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import requests
+from rabbit import MANAGEMENT_URL, api, wait_for
+
+
+def _management_answers() -> bool:
+    try:
+        return requests.get(f"{MANAGEMENT_URL}/api/overview", auth=("guest", "guest"), timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def management_plugin() -> None:
+    """The management API must answer; enable the plugin when it is off (as scripts/ensure-rabbitmq.sh does)."""
+    if not _management_answers():
+        subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"], check=True, capture_output=True)
+        wait_for(_management_answers, timeout=60)
+
+
+@pytest.fixture
+def vhost_name() -> Iterator[str]:
+    """A unique vhost name that does not exist yet; whatever a test made of it is deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    yield name
+    api("DELETE", f"vhosts/{quote(name, safe='')}")
