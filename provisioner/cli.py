@@ -125,12 +125,23 @@ def broker_options(command: F) -> F:
             help="How long transient faults (connection refused or reset, 5xx) are retried.",
         ),
     ]
+
+    @wraps(command)
+    def wrapper(
+        *args: Any, amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float, **kwargs: Any
+    ) -> Any:
+        return command(*args, broker=_clients(amqp_url, management_url, ca_file, retry_seconds), **kwargs)
+
+    decorated: Any = wrapper
     for option in reversed(options):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
 
 
-def _clients(amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float) -> tuple[Any, Any]:
+Broker = tuple[Any, Any]  # (Endpoints, Management)
+
+
+def _clients(amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float) -> Broker:
     from provisioner.broker.endpoints import Endpoints
     from provisioner.broker.management import Management
     from provisioner.broker.retry import Backoff
@@ -159,18 +170,14 @@ def plan(
     as_json: bool,
     detailed_exitcode: bool,
     prune: bool,
-    amqp_url: str,
-    management_url: str,
-    ca_file: str | None,
-    retry_seconds: float,
+    broker: Broker,
 ) -> None:
     """Show what apply would change on the live broker, and why."""
     from provisioner.apply import make_plan
     from provisioner.topology import load
 
-    desired = load(files)
-    endpoints, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
-    result = make_plan(desired, management, prune, endpoints)
+    endpoints, management = broker
+    result = make_plan(load(files), management, prune, endpoints)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
     else:
@@ -184,17 +191,14 @@ def plan(
 @click.option("--prune", is_flag=True, help="Delete objects in managed vhosts that the topology lacks.")
 @broker_options
 @reports_errors
-def drift(
-    files: tuple[str, ...], prune: bool, amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float
-) -> None:
+def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
     """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted."""
     from provisioner.apply import make_plan
     from provisioner.output import summary_line
     from provisioner.topology import load
 
-    desired = load(files)
-    endpoints, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
-    result = make_plan(desired, management, prune, endpoints)
+    endpoints, management = broker
+    result = make_plan(load(files), management, prune, endpoints)
     if result.is_empty:
         click.echo(f"no drift: the broker matches {', '.join(files)}")
         return
@@ -227,17 +231,14 @@ def apply(
     force: bool,
     workers: int,
     lock_timeout: float,
-    amqp_url: str,
-    management_url: str,
-    ca_file: str | None,
-    retry_seconds: float,
+    broker: Broker,
 ) -> None:
     """Converge the broker to the topology; a second apply does nothing and writes nothing."""
     from provisioner.apply import ApplyOptions, converge
     from provisioner.topology import load
 
     desired = load(files)
-    endpoints, management = _clients(amqp_url, management_url, ca_file, retry_seconds)
+    endpoints, management = broker
     options = ApplyOptions(prune=prune, migrate=migrate, force=force, workers=workers, lock_timeout=lock_timeout)
     with _progress() as progress:
         report = converge(desired, endpoints, management, options, progress.update, _echo_plan)

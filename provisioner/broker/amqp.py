@@ -64,21 +64,18 @@ def _declare(channel: BlockingChannel, operation: Operation) -> None:
 
 
 def _bind(channel: BlockingChannel, operation: Operation) -> None:
-    binding = operation.resource
-    assert isinstance(binding, Binding)
-    if binding.destination_type == "queue":
-        channel.queue_bind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
-    else:
-        channel.exchange_bind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
+    _binding_command(channel.queue_bind, channel.exchange_bind, operation)
 
 
 def _unbind(channel: BlockingChannel, operation: Operation) -> None:
+    _binding_command(channel.queue_unbind, channel.exchange_unbind, operation)
+
+
+def _binding_command(to_queue: Callable[..., object], to_exchange: Callable[..., object], operation: Operation) -> None:
     binding = operation.resource
     assert isinstance(binding, Binding)
-    if binding.destination_type == "queue":
-        channel.queue_unbind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
-    else:
-        channel.exchange_unbind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
+    command = to_queue if binding.destination_type == "queue" else to_exchange
+    command(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
 
 
 def _delete(channel: BlockingChannel, operation: Operation) -> None:
