@@ -7,7 +7,9 @@ Exit codes: 0 success / no changes, 1 error, 2 changes present (with
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -15,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from provisioner.broker.endpoints import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL
-from provisioner.errors import ProvisionerError, TopologyInvalid
+from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
 from provisioner.plan import Plan
 from provisioner.topology.model import Topology
 
@@ -44,6 +46,15 @@ def reports_errors(command: F) -> F:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Exception as error:  # a bug of ours: still one line, the traceback only on request
+            if os.environ.get("PROVISION_DEBUG"):
+                raise
+            click.echo(
+                f"internal error: {type(error).__name__}: {one_line(str(error))[:300]} "
+                "(a bug in provisioner; PROVISION_DEBUG=1 shows the traceback)",
+                err=True,
+            )
+            sys.exit(EXIT_ERROR)
 
     return wrapper  # type: ignore[return-value]
 
@@ -240,8 +251,8 @@ def apply(
     desired = load(files)
     endpoints, management = broker
     options = ApplyOptions(prune=prune, migrate=migrate, force=force, workers=workers, lock_timeout=lock_timeout)
-    with _progress() as progress:
-        report = converge(desired, endpoints, management, options, progress.update, _echo_plan)
+    with _Progress() as progress:
+        report = converge(desired, endpoints, management, options, progress.update, progress.start)
     if report.plan.is_empty:
         click.echo("No changes. The broker matches the topology.")
         return
@@ -254,19 +265,24 @@ def apply(
 
 
 class _Progress:
-    """A progress bar on a terminal for applies that take more than a moment; silent elsewhere (CI logs)."""
+    """A progress bar on stderr for applies of many changes, only on a terminal (never in CI logs)."""
+
+    MINIMUM = 200  # changes; smaller applies finish before a bar would be read
 
     def __init__(self) -> None:
         self.bar: Any = None
-        self.count = 0
+        self.lock = threading.Lock()
+
+    def start(self, plan: Plan) -> None:
+        _echo_plan(plan)
+        if len(plan.changes) >= self.MINIMUM and sys.stderr.isatty():
+            self.bar = click.progressbar(length=len(plan.changes), label="applying", file=sys.stderr)
+            self.bar.__enter__()
 
     def update(self, count: int) -> None:
-        self.count += count
-        if self.bar is None and self.count >= 200 and sys.stderr.isatty():
-            self.bar = click.progressbar(length=None, label="applying", file=sys.stderr, show_pos=True)
-            self.bar.__enter__()
         if self.bar is not None:
-            self.bar.update(count)
+            with self.lock:  # called from the apply's worker threads
+                self.bar.update(count)
 
     def __enter__(self) -> _Progress:
         return self
@@ -274,10 +290,6 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
-
-
-def _progress() -> _Progress:
-    return _Progress()
 
 
 if __name__ == "__main__":
