@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -262,6 +263,40 @@ def apply(
         f"Applied: {counts['create']} created, {counts['update']} updated, {counts['replace']} replaced, "
         f"{counts['delete']} deleted{moved}."
     )
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("-o", "--output", required=True, help="The config module to write; - for standard output.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 2 when OUTPUT is not what render would write.")
+@reports_errors
+def render(files: tuple[str, ...], output: str, check: bool) -> None:
+    """Write the Celery config module (task_queues, task_routes, worker settings) for the topology."""
+    from provisioner.celery.render import render as render_config
+    from provisioner.topology import load
+
+    text = render_config(load(files), sources=files)
+    if check:
+        try:
+            current = Path(output).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ProvisionerError(f"cannot read {output}: {error.strerror or error}") from None
+        if current != text:
+            click.echo(
+                f"stale: {output} differs from what the topology renders; run: provision render "
+                f"{' '.join(files)} -o {output}"
+            )
+            sys.exit(EXIT_CHANGES)
+        click.echo(f"fresh: {output} matches {', '.join(files)}")
+        return
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ProvisionerError(f"cannot write {output}: {error.strerror or error}") from None
+    click.echo(f"wrote {output}")
 
 
 class _Progress:

@@ -1,0 +1,187 @@
+"""The worker side: consumers for foreign messages, and failed tasks that reach their dead-letter queue.
+
+``install(app)`` reads what ``provision render`` wrote into the config
+(``provisioner_foreign_consumers``, ``provisioner_dead_letters``,
+``provisioner_task_retries``) and needs nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import logging
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.app.autoretry import add_autoretry_behaviour
+from celery.worker.request import Request
+from kombu import Consumer
+from kombu import Queue as KombuQueue
+from kombu.exceptions import OperationalError
+from kombu.message import Message
+
+log = logging.getLogger("provisioner.celery")
+
+FOREIGN_PREFETCH = 10
+HEADER_LIMIT = 4000  # characters of traceback kept in a dead-lettered message's headers
+
+
+def install(app: Celery) -> None:
+    """Register the foreign consumers and dead-lettering of failed tasks; call once in the app module."""
+    for queue, task_name in sorted((app.conf.get("provisioner_foreign_consumers") or {}).items()):
+        app.steps["consumer"].add(_foreign_consumer_step(queue, task_name))
+    app.Task.Request = DeadLetteringRequest
+    if app.finalized:
+        _configure_tasks(app)
+    else:
+        app.on_after_finalize.connect(_configure_tasks, weak=False)
+
+
+def _configure_tasks(sender: Celery, **_: Any) -> None:
+    """Every task dead-letters its failures; tasks the topology gives retry settings retry so."""
+    retries: dict[str, dict[str, Any]] = sender.conf.get("provisioner_task_retries") or {}
+    for name, task in sender.tasks.items():
+        task.Request = DeadLetteringRequest
+        settings = next((s for pattern, s in retries.items() if fnmatch.fnmatchcase(name, pattern)), None)
+        if settings is not None and not name.startswith("celery."):
+            _retry(task, settings)
+
+
+def _retry(task: Any, settings: dict[str, Any]) -> None:
+    """Apply the topology's retry settings through Celery's own autoretry (the topology wins)."""
+    if hasattr(task, "_orig_run"):
+        task.run = task._orig_run
+        del task._orig_run
+    task.autoretry_for = (Exception,)
+    task.max_retries = settings["max_retries"]
+    task.default_retry_delay = settings["delay"]
+    task.retry_backoff = settings["delay"] if settings["backoff"] else False
+    task.retry_backoff_max = settings["delay_max"]
+    add_autoretry_behaviour(task)
+
+
+class DeadLetteringRequest(Request):  # type: ignore[misc]
+    """A request whose final failure reaches the dead-letter queue with the exception in its headers.
+
+    AMQP cannot add headers to a rejected message, so a copy with the
+    exception goes to the queue's dead-letter exchange (publisher confirms on),
+    then the original is acked. If that publish fails, the original is rejected
+    without requeue and the broker dead-letters it as it is: never lost.
+    """
+
+    _failure: Any = None
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        self._failure = exc_info
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def reject(self, requeue: bool = False) -> None:
+        if not requeue and not self.acknowledged and self._failure is not None:
+            try:
+                if _publish_dead_letter(self):
+                    self.acknowledge()
+                    return
+            except Exception:  # the broker's own dead-lettering is the fallback
+                log.exception("could not publish %s[%s] to its dead-letter exchange; rejecting", self.name, self.id)
+        super().reject(requeue=requeue)
+
+
+def _publish_dead_letter(request: DeadLetteringRequest) -> bool:
+    """Publish the failed message with its exception to its queue's DLX; False when it has none."""
+    app = request.task.app
+    queue = _source_queue(app, request.delivery_info or {})
+    target = (app.conf.get("provisioner_dead_letters") or {}).get(queue)
+    if target is None:
+        return False
+    message: Message = request.message
+    exception = request._failure.exception
+    headers = dict(message.headers or {})
+    headers.update(
+        {
+            "x-exception": f"{type(exception).__name__}: {exception}"[:HEADER_LIMIT],
+            "x-exception-traceback": str(request._failure.traceback or "")[-HEADER_LIMIT:],
+            "x-failed-queue": queue,
+            "x-failed-task": request.name,
+            "x-failed-at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    properties = {k: v for k, v in (message.properties or {}).items() if k not in ("application_headers",)}
+    properties.pop("delivery_info", None)
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            message.body,
+            exchange=target[0],
+            routing_key=target[1],
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            delivery_mode=2,
+            retry=False,
+            **{k: v for k, v in properties.items() if k in ("correlation_id", "reply_to", "priority")},
+        )
+    return True
+
+
+def _source_queue(app: Celery, delivery_info: dict[str, Any]) -> str | None:
+    """The queue a task message came from, by the exchange and routing key it was published with."""
+    exchange, routing_key = delivery_info.get("exchange") or "", delivery_info.get("routing_key") or ""
+    for queue in app.conf.task_queues or ():
+        if (exchange == "" and routing_key == queue.name) or (
+            queue.exchange is not None and queue.exchange.name == exchange and queue.routing_key == routing_key
+        ):
+            return str(queue.name)
+    return None
+
+
+def _foreign_consumer_step(queue: str, task_name: str) -> type[bootsteps.ConsumerStep]:
+    """A consumer bootstep that hands each JSON message of ``queue`` to ``task_name``."""
+
+    class ForeignConsumer(bootsteps.ConsumerStep):  # type: ignore[misc]
+        name = f"provisioner.foreign:{queue}"
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            self.app = parent.app
+            super().__init__(parent, **kwargs)
+
+        def get_consumers(self, channel: Any) -> list[Consumer]:
+            log.info("consuming foreign messages of %r for task %r", queue, task_name)
+            return [
+                Consumer(
+                    channel,
+                    queues=[KombuQueue(queue, no_declare=True)],
+                    on_message=lambda message: hand_over(self.app, queue, task_name, message),
+                    prefetch_count=FOREIGN_PREFETCH,
+                )
+            ]
+
+    ForeignConsumer.__name__ = ForeignConsumer.__qualname__ = f"ForeignConsumer[{queue}]"
+    return ForeignConsumer
+
+
+def hand_over(app: Celery, queue: str, task_name: str, message: Message) -> None:
+    """Decode a foreign JSON message and publish it as a task; ack only once that publish is confirmed.
+
+    Undecodable bodies are rejected without requeue (they dead-letter). A
+    broker that cannot take the task now gets the message back (requeue);
+    any other failure dead-letters it. Nothing here may raise: an exception
+    would stop the worker's consumer.
+    """
+    try:
+        body = message.body
+        payload = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except (ValueError, UnicodeDecodeError) as error:
+        log.warning("foreign message on %r is not JSON (%s); dead-lettering it", queue, error)
+        message.reject(requeue=False)
+        return
+    try:
+        app.send_task(task_name, args=[payload], headers={"x-foreign-queue": queue})
+    except OperationalError:
+        log.warning("could not hand a message of %r to %r now; it goes back to the queue", queue, task_name)
+        message.requeue()
+        return
+    except Exception:
+        log.exception("could not hand a message of %r to %r; dead-lettering it", queue, task_name)
+        message.reject(requeue=False)
+        return
+    message.ack()
