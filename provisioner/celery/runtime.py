@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery, bootsteps
 from celery.app.autoretry import add_autoretry_behaviour
+from celery.exceptions import TimeLimitExceeded
 from celery.worker.request import Request
 from kombu import Consumer
 from kombu import Queue as KombuQueue
@@ -77,6 +78,8 @@ class DeadLetteringRequest(Request):  # type: ignore[misc]
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
     def reject(self, requeue: bool = False) -> None:
+        if self._failure is not None and isinstance(self._failure.exception, TimeLimitExceeded):
+            requeue = False  # Celery would requeue a timed-out task forever; dead-letter it instead
         if not requeue and not self.acknowledged and self._failure is not None:
             try:
                 if _publish_dead_letter(self):

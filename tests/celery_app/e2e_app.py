@@ -1,0 +1,39 @@
+"""A Celery app as a user writes it, for the end-to-end tests: three lines of provisioner."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from celery import Celery
+
+import provisioner.celery
+
+app = Celery("e2e")
+app.config_from_object("celeryconfig")  # rendered by `provision render`
+provisioner.celery.install(app)
+
+OBSERVED = os.environ.get("E2E_OBSERVED", "observed.jsonl")
+
+
+def observe(**record: object) -> None:
+    with open(OBSERVED, "a", encoding="utf-8") as file:
+        file.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+@app.task(name="catalog.tasks.process_catalog_event", bind=True)
+def process_catalog_event(self, body: dict) -> None:
+    observe(task="process_catalog_event", body=body, attempt=self.request.retries)
+    if body.get("fail"):
+        raise ValueError(f"cannot process {body['id']}")
+
+
+@app.task(name="e2e.always_fails", bind=True)
+def always_fails(self) -> None:
+    observe(task="always_fails", attempt=self.request.retries)
+    raise RuntimeError("always fails")
+
+
+@app.task(name="e2e.works")
+def works(value: int) -> None:
+    observe(task="works", value=value)

@@ -1,0 +1,60 @@
+"""`provision render`: golden files, determinism, --check exit codes, no credentials."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from provisioner.celery.render import render
+from provisioner.cli import main
+from provisioner.topology import load
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "fixtures" / "render"
+
+
+@pytest.mark.parametrize("name", ["seed", "shop"])
+def test_render_matches_the_golden_file(name: str) -> None:
+    source = f"topologies/{name}.yaml"
+    text = render(load([REPO / source], environ={}), sources=[source])
+    assert text == (GOLDEN / f"{name}_celeryconfig.py").read_text()
+    assert text == render(load([REPO / source], environ={}), sources=[source])  # byte-identical
+
+
+def test_rendered_module_imports_and_carries_the_broker_arguments(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    spec = importlib.util.spec_from_file_location("shop_config", GOLDEN / "shop_celeryconfig.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    queues = {q.name: q for q in module.task_queues}
+    assert set(queues) == {"billing", "celery", "notifications.email", "orders"}  # never a DLQ or foreign queue
+    assert queues["orders"].queue_arguments["x-queue-type"] == "quorum"
+    assert queues["orders"].no_declare and queues["orders"].exchange.no_declare
+    assert queues["notifications.email"].queue_arguments["x-max-length"] == 50000
+    assert module.task_routes["notifications.tasks.handle_sms_receipt"] == {"queue": "celery"}
+    assert module.provisioner_foreign_consumers == {"notifications.sms": "notifications.tasks.handle_sms_receipt"}
+    assert module.broker_url == "amqp://localhost:5672/shop"
+    assert module.task_create_missing_queues is False and module.task_acks_on_failure is False
+
+
+def test_render_check_exit_codes(tmp_path: Path) -> None:
+    output = tmp_path / "celeryconfig.py"
+    seed = str(REPO / "topologies" / "seed.yaml")
+    assert CliRunner().invoke(main, ["render", seed, "-o", str(output)]).exit_code == 0
+    assert CliRunner().invoke(main, ["render", "--check", seed, "-o", str(output)]).exit_code == 0
+    output.write_text(output.read_text().replace("'celery'", "'other'", 1))
+    stale = CliRunner().invoke(main, ["render", "--check", seed, "-o", str(output)])
+    assert stale.exit_code == 2 and "stale" in stale.output
+    missing = CliRunner().invoke(main, ["render", "--check", seed, "-o", str(tmp_path / "none.py")])
+    assert missing.exit_code == 1 and "cannot read" in missing.output
+
+
+def test_no_credentials_in_the_rendered_file(tmp_path: Path) -> None:
+    output = tmp_path / "celeryconfig.py"
+    env = {"PROVISION_AMQP_URL": "amqp://admin:hunter2@broker:5672/", "CELERY_BROKER_URL": "amqp://u:hunter2@x//"}
+    result = CliRunner().invoke(main, ["render", str(REPO / "topologies" / "seed.yaml"), "-o", str(output)], env=env)
+    assert result.exit_code == 0
+    assert "hunter2" not in output.read_text() and "guest" not in output.read_text()
