@@ -66,7 +66,9 @@ class Management:
         if response.status_code == 401:
             user = self.endpoints.management_auth[0]
             raise ManagementError(
-                f"the management API at {self._where()} refused the credentials of user {user!r} (401)", 401
+                f"the management API at {self._where()} refused the credentials of user {user!r} "
+                f"(401: a wrong password, or a user without the 'management' tag)",
+                401,
             )
         if response.status_code == 403:
             user = self.endpoints.management_auth[0]
