@@ -56,24 +56,43 @@ def make_plan(
 ) -> Plan:
     """Read every managed vhost (a constant number of requests each) and diff.
 
-    With ``endpoints``, queues to be replaced or deleted get exact message and
-    consumer counts by a passive declare each (the management API's lag by its
-    statistics interval); a plan without such changes costs nothing more.
+    With ``endpoints``, queues to be replaced, deleted or listed as unmanaged get
+    exact message and consumer counts by passive declares (the management API's
+    lag by its statistics interval); a plan without such queues costs nothing more.
     """
     plan = differences(desired, read_live(management, [v.name for v in desired.vhosts]), prune)
     return plan if endpoints is None else with_exact_counts(plan, endpoints, management.backoff)
 
 
 def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Plan:
-    """The plan with AMQP's exact counts for every queue it would replace or delete."""
-    counted = []
+    """The plan with AMQP's exact counts for every queue it would replace or delete, or lists as unmanaged."""
+    wanted: dict[str, list[str]] = {}
     for change in plan.changes:
         if change.kind == "queue" and change.action in (Action.REPLACE, Action.DELETE):
-            counts = Amqp(endpoints, change.vhost, backoff).queue_counts(change.name)
-            if counts is not None:
-                change = replace(change, messages=counts[0], consumers=counts[1])
-        counted.append(change)
-    return replace(plan, changes=tuple(counted))
+            wanted.setdefault(change.vhost, []).append(change.name)
+    for item in plan.unmanaged:
+        if item.resource.kind == "queue":
+            wanted.setdefault(item.resource.vhost, []).append(item.resource.name)
+    if not wanted:
+        return plan
+    counts = {
+        (vhost, name): found
+        for vhost, names in wanted.items()
+        for name, found in Amqp(endpoints, vhost, backoff).queue_counts(names).items()
+    }
+    changes = tuple(
+        replace(c, messages=counts[(c.vhost, c.name)][0], consumers=counts[(c.vhost, c.name)][1])
+        if c.kind == "queue" and (c.vhost, c.name) in counts
+        else c
+        for c in plan.changes
+    )
+    unmanaged = tuple(
+        replace(u, messages=counts[key][0], consumers=counts[key][1])
+        if u.resource.kind == "queue" and (key := (u.resource.vhost, u.resource.name)) in counts
+        else u
+        for u in plan.unmanaged
+    )
+    return Plan(changes, unmanaged)
 
 
 def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
@@ -259,7 +278,7 @@ def _delete_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
     """Delete queues, checking exact counts first: the management API's figures lag."""
     for change in changes:
         if not executor.options.force:
-            counts = executor.amqp(change.vhost).queue_counts(change.name)
+            counts = executor.amqp(change.vhost).queue_counts([change.name]).get(change.name)
             if counts is not None and any(counts):
                 raise UnsafeChange(
                     f"queue {change.name!r} in {change.vhost!r} now holds {counts[0]} messages and "

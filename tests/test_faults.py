@@ -83,8 +83,9 @@ def test_apply_interrupted_by_a_node_restart_converges_on_rerun(
         first = f"completed {report.done}"
     except ProvisionerError as error:
         first = f"failed: {error}"
-    halfway.set()
-    restarter.join()
+    finally:  # never leave a restart running behind the fixture's teardown
+        halfway.set()
+        restarter.join()
     assert log, "the node was restarted"
     assert first.startswith("failed"), first
 
@@ -122,8 +123,9 @@ def test_migration_interrupted_by_a_node_restart_loses_nothing(throwaway_node: T
         first = "completed"
     except Exception as error:  # the node went away under it
         first = f"failed: {type(error).__name__}"
-    moving.set()
-    restarter.join()
+    finally:
+        moving.set()
+        restarter.join()
     assert log and first.startswith("failed"), first
 
     wait_for(lambda: reader.queue("/", "work") is not None or reader.queue("/", "work.provisioner-migrate"))

@@ -121,7 +121,7 @@ def test_fresh_vhost_plan_apply_replan_reapply(tmp_path: Path, vhost_name: str, 
     report = converge(load([file]), Endpoints(), management, ApplyOptions())
     assert report.plan.is_empty
     assert management.writes_made == 0
-    assert management.requests_made == 2  # the vhost's definitions and its queue list: nothing per object
+    assert management.requests_made == 1  # the vhost's definitions: nothing per object
     assert report.amqp_operations == 0
     assert "No changes" in run("apply", file, vhost=vhost_name).output
 

@@ -1,14 +1,15 @@
 """Read a vhost's live state into the same model types the topology uses, normalised the same way.
 
-Two management requests per vhost, whatever its size: the vhost's definitions
-(exchanges, queues, bindings, policies as stored) and its queue list (type,
-exclusivity, messages, consumers). What the broker or Celery make on their own
-is left out here, so it can never show as drift.
+One management request per vhost, whatever its size: the vhost's definitions
+(exchanges, queues, bindings, policies as stored). Message counts, where a plan
+shows them, come exactly from AMQP (apply.with_exact_counts). What the broker
+or Celery make on their own is left out here, so it can never show as drift.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,15 @@ CELERY_OWNED_EXCHANGES = ("celery.pidbox", "reply.celery.pidbox", "celeryev", "C
 CELERY_OWNED_QUEUES = ("*.celery.pidbox", "*.reply.celery.pidbox", "celeryev.*", "*.dq2", "celery_delayed_*")
 
 
+_CELERY_OWNED = {
+    kind: re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
+    for kind, patterns in (("exchange", CELERY_OWNED_EXCHANGES), ("queue", CELERY_OWNED_QUEUES))
+}
+
+
 def celery_owned(kind: str, name: str) -> bool:
     """Whether Celery makes this object itself (never drift, never pruned)."""
-    patterns = CELERY_OWNED_EXCHANGES if kind == "exchange" else CELERY_OWNED_QUEUES
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    return _CELERY_OWNED[kind].match(name) is not None
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,11 @@ class LiveVhost:
 
 
 def read_vhost(management: Management, vhost: str) -> LiveVhost:
-    """The live state of one vhost in two requests (one when it does not exist)."""
+    """The live state of one vhost in one request."""
     definitions = management.definitions(vhost)
     if definitions is None:
         return LiveVhost(vhost, exists=False)
-    details = {q["name"]: q for q in management.queue_details(vhost)}
-    return live_from_definitions(vhost, definitions, details)
+    return live_from_definitions(vhost, definitions)
 
 
 def read_live(management: Management, vhosts: Iterable[str]) -> dict[str, LiveVhost]:
@@ -61,8 +66,16 @@ def read_live(management: Management, vhosts: Iterable[str]) -> dict[str, LiveVh
     return {vhost: read_vhost(management, vhost) for vhost in vhosts}
 
 
-def live_from_definitions(vhost: str, definitions: dict[str, Any], details: dict[str, dict[str, Any]]) -> LiveVhost:
-    """Pure: the management API's answers -> LiveVhost (recorded answers make the diff tests)."""
+def live_from_definitions(
+    vhost: str, definitions: dict[str, Any], details: dict[str, dict[str, Any]] | None = None
+) -> LiveVhost:
+    """Pure: the management API's answers -> LiveVhost (recorded answers make the diff tests).
+
+    ``details`` (GET /api/queues rows) adds counts; without it a queue's type
+    comes from its ``x-queue-type`` argument, the only way a type is set.
+    Definitions never hold exclusive queues.
+    """
+    details = details or {}
     ignored = 0
     exchanges = []
     for item in definitions.get("exchanges", []):

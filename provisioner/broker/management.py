@@ -12,8 +12,6 @@ from provisioner.broker.endpoints import Endpoints, where
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 from provisioner.errors import BrokerError
 
-QUEUE_COLUMNS = "name,type,durable,auto_delete,exclusive,arguments,messages,consumers"
-
 
 class ManagementError(BrokerError):
     """A management API request failed; ``status`` is the HTTP status (0: no answer)."""
@@ -87,17 +85,12 @@ class Management:
     def _where(self) -> str:
         return where(self.base)
 
-    # Reading: these are all plan needs, two requests per vhost whatever its size.
+    # Reading: all a plan needs, one request per vhost whatever its size.
 
     def definitions(self, vhost: str) -> dict[str, Any] | None:
         """The vhost's exchanges, queues, bindings and policies; None when the vhost does not exist."""
         result: dict[str, Any] | None = self._request("GET", f"definitions/{_q(vhost)}", missing_ok=True)
         return result
-
-    def queue_details(self, vhost: str) -> list[dict[str, Any]]:
-        """Every queue of the vhost with type, exclusivity and message and consumer counts."""
-        result = self._request("GET", f"queues/{_q(vhost)}", missing_ok=True, params={"columns": QUEUE_COLUMNS})
-        return list(result or [])
 
     def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "overview")

@@ -69,6 +69,8 @@ def canonical_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
 
 def arguments_text(arguments: dict[str, Any]) -> str:
     """Stable text of an argument table, used in binding keys and plan output."""
+    if not arguments:
+        return "{}"
     return json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
 
 
