@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pika
 import pytest
-from celery import Celery
+from celery_worker import counts, drain, publisher, start_worker
 from click.testing import CliRunner
 from rabbit import parameters, wait_for
 
 from provisioner.cli import main
-
-APP_DIR = Path(__file__).parent / "celery_app"
 
 TOPOLOGY = """
 version: 1
@@ -50,63 +43,6 @@ celery:
 """
 
 
-class Worker:
-    """A `celery worker` subprocess (solo pool) on the rendered config."""
-
-    def __init__(self, folder: Path, vhost: str) -> None:
-        self.observed = folder / "observed.jsonl"
-        self.log = folder / "worker.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(folder), str(APP_DIR)]),
-            "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-            "E2E_OBSERVED": str(self.observed),
-        }
-        command = [sys.executable, "-m", "celery", "-A", "e2e_app", "worker", "-P", "solo", "-l", "INFO"]
-        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def records(self) -> list[dict]:
-        if not self.observed.exists():
-            return []
-        return [json.loads(line) for line in self.observed.read_text().splitlines()]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def counts(vhost: str, queue: str) -> tuple[int, int]:
-    connection = pika.BlockingConnection(parameters(vhost))
-    try:
-        ok = connection.channel().queue_declare(queue, passive=True)
-        return ok.method.message_count, ok.method.consumer_count
-    finally:
-        connection.close()
-
-
-def drain(vhost: str, queue: str) -> list[tuple[bytes, dict]]:
-    connection = pika.BlockingConnection(parameters(vhost))
-    channel = connection.channel()
-    found = []
-    while True:
-        method, properties, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            break
-        found.append((body, properties.headers or {}))
-    connection.close()
-    return found
-
-
 @pytest.fixture
 def provisioned(tmp_path: Path, vhost_name: str, request: pytest.FixtureRequest) -> Iterator[tuple[Path, str]]:
     """Apply the topology (queue type from the test's parameter) and render its config into tmp_path."""
@@ -119,30 +55,6 @@ def provisioned(tmp_path: Path, vhost_name: str, request: pytest.FixtureRequest)
     rendered = CliRunner().invoke(main, ["render", str(topology), "-o", str(tmp_path / "celeryconfig.py")], env=env)
     assert rendered.exit_code == 0, rendered.output
     yield tmp_path, vhost_name
-
-
-def start_worker(folder: Path, vhost: str) -> Worker:
-    worker = Worker(folder, vhost)
-    try:
-        wait_for(lambda: counts(vhost, "celery")[1] == 1 and counts(vhost, "example")[1] == 1, timeout=60)
-    except AssertionError:
-        worker.stop()
-        raise AssertionError(f"worker did not start consuming:\n{worker.output()[-3000:]}") from None
-    return worker
-
-
-def publisher(folder: Path, vhost: str) -> Celery:
-    """A publishing app on the same rendered config, as a web process would have."""
-    app = Celery("publisher")
-    sys.path.insert(0, str(folder))
-    try:
-        app.config_from_object("celeryconfig", force=True)
-        app.conf.broker_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-        app.conf.task_queues  # noqa: B018 - load the module now, while it is on the path
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop("celeryconfig", None)
-    return app
 
 
 def test_foreign_messages_and_failed_tasks_reach_the_right_queues(provisioned: tuple[Path, str]) -> None:

@@ -306,6 +306,43 @@ BAD_DOCUMENTS = {
         """,
         ["7:14:", "applies only one policy to a queue", "(at policies.everything.pattern)"],
     ),
+    "broker retries on a stream": (
+        """
+        version: 1
+        queues:
+          events: {type: stream}
+        tasks:
+          audit.record:
+            queue: events
+            retry: {via: broker}
+        """,
+        ["7:18:", "need a classic or quorum queue", "(at tasks.audit.record.retry.via)"],
+    ),
+    "broker retry longer than a TTL can be": (
+        """
+        version: 1
+        queues:
+          work: {}
+        tasks:
+          slow.task:
+            queue: work
+            retry: {via: broker, delay: 5000000, delay_max: 5000000}
+        """,
+        ["7:53:", "waits at most 4294967 s", "(at tasks.slow.task.retry.delay_max)"],
+    ),
+    "a retry queue clashing with a queue of the file": (
+        """
+        version: 1
+        queues:
+          work: {}
+          work.retry.5s: {}
+        tasks:
+          t:
+            queue: work
+            retry: {via: broker, delay: 5, backoff: false}
+        """,
+        ["8:", "queue 'work.retry.5s' in vhost '/' is defined twice (by the broker retries of task 't')"],
+    ),
     "bad policy regex": (
         """
         version: 1
@@ -511,3 +548,41 @@ def test_every_example_topology_validates() -> None:
     assert len(examples) >= 2
     result = CliRunner().invoke(main, ["validate", *map(str, examples)])
     assert result.exit_code == 0, result.output
+
+
+def test_broker_retries_expand_into_one_ttl_queue_per_wait(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        queues:
+          celery: {}
+          billing: {type: quorum}
+        tasks:
+          billing.charge:
+            queue: billing
+            retry: {max_retries: 6, delay: 1.5, delay_max: 10, via: broker}
+          billing.*:
+            queue: billing
+            retry: {max_retries: 2, delay: 3, backoff: false, via: broker}
+          hook.received:
+            queue: celery
+            consume: foreign
+            retry: {max_retries: 1, delay: 1, via: broker}
+        """,
+    )
+    topology = load([path], environ={})
+    assert [(r.queue, r.wait_ms, r.name) for r in topology.retry_queues] == [
+        ("billing", 1500, "billing.retry.1500ms"),
+        ("billing", 3000, "billing.retry.3s"),
+        ("billing", 6000, "billing.retry.6s"),
+        ("billing", 10000, "billing.retry.10s"),
+        ("celery", 1000, "celery.retry.1s"),  # a foreign task runs, and retries, on the default queue
+    ]
+    assert topology.queue("/", "billing.retry.6s") == Queue(
+        "/",
+        "billing.retry.6s",
+        "quorum",
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "billing", "x-message-ttl": 6000},
+    )
+    assert topology.queue("/", "celery.retry.1s").type == "classic"

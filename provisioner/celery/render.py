@@ -85,6 +85,8 @@ def render(topology: Topology, sources: Iterable[str] | None = None) -> str:
         f"provisioner_dead_letters = {_literal(_dead_letters(topology, vhost))}",
         "# Read by provisioner.celery.install(app): retry settings of tasks (names or globs).",
         f"provisioner_task_retries = {_literal(_retries(part))}",
+        "# Read by provisioner.celery.install(app): per work queue, the retry queue of each wait (ms).",
+        f"provisioner_retry_queues = {_literal(_retry_queues(part))}",
         "",
     ]
     return "\n".join(lines)
@@ -135,8 +137,9 @@ def _queue_source(topology: Topology, queue: Queue) -> str:
 def _dead_letters(topology: Topology, vhost: str) -> dict[str, list[str]]:
     """queue -> [dead-letter exchange, routing key], from ``dead_letter`` or from x-arguments."""
     result: dict[str, list[str]] = {}
+    retry_queues = {r.name for r in topology.retry_queues}
     for queue in topology.queues:
-        if queue.vhost != vhost:
+        if queue.vhost != vhost or queue.name in retry_queues:
             continue
         dead_letter = topology.dead_letter_of(vhost, queue.name)
         if dead_letter is not None:
@@ -154,9 +157,17 @@ def _retries(part: Topology) -> dict[str, dict[str, Any]]:
             "delay": retry.delay,
             "backoff": retry.backoff,
             "delay_max": retry.delay_max,
+            "via": retry.via,
         }
 
     return {route.pattern: settings(route.retry) for route in part.tasks if route.retry is not None}
+
+
+def _retry_queues(part: Topology) -> dict[str, dict[int, str]]:
+    result: dict[str, dict[int, str]] = {}
+    for retry_queue in part.retry_queues:
+        result.setdefault(retry_queue.queue, {})[retry_queue.wait_ms] = retry_queue.name
+    return result
 
 
 def _literal(value: Any) -> str:

@@ -2,25 +2,29 @@
 
 ``install(app)`` reads what ``provision render`` wrote into the config
 (``provisioner_foreign_consumers``, ``provisioner_dead_letters``,
-``provisioner_task_retries``) and needs nothing else.
+``provisioner_task_retries``, ``provisioner_retry_queues``) and needs nothing else.
 """
 
 from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import json
 import logging
 from typing import Any
 
 from celery import Celery, bootsteps
 from celery.app.autoretry import add_autoretry_behaviour
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import TaskPredicate, TimeLimitExceeded
 from celery.worker.request import Request
 from kombu import Consumer
+from kombu import Exchange as KombuExchange
 from kombu import Queue as KombuQueue
 from kombu.exceptions import OperationalError
 from kombu.message import Message
+
+from provisioner.topology.model import Retry
 
 log = logging.getLogger("provisioner.celery")
 
@@ -54,12 +58,53 @@ def _retry(task: Any, settings: dict[str, Any]) -> None:
     if hasattr(task, "_orig_run"):
         task.run = task._orig_run
         del task._orig_run
+    if settings.get("via") == "broker":
+        _retry_through_broker(task, Retry(**settings))
+        return
     task.autoretry_for = (Exception,)
     task.max_retries = settings["max_retries"]
     task.default_retry_delay = settings["delay"]
     task.retry_backoff = settings["delay"] if settings["backoff"] else False
     task.retry_backoff_max = settings["delay_max"]
     add_autoretry_behaviour(task)
+
+
+def _retry_through_broker(task: Any, retry: Retry) -> None:
+    """Retry failures through the source queue's TTL retry queues instead of a worker-held countdown.
+
+    The retry is an ordinary Celery retry message (``retries`` counted as
+    usual) published to ``{queue}.retry.{wait}`` with no ETA; the broker
+    dead-letters it back to the work queue when its TTL runs out. Past
+    ``max_retries``, ``task.retry`` re-raises and the failure is dead-lettered.
+    """
+    run = task._orig_run = task.run
+
+    @functools.wraps(run)
+    def run_with_broker_retries(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return run(*args, **kwargs)
+        except TaskPredicate:  # Retry, Ignore, Reject: the task decided itself
+            raise
+        except Exception as exc:
+            raise task.retry(exc=exc, max_retries=retry.max_retries, **_retry_destination(task, retry)) from None
+
+    task.run = run_with_broker_retries
+
+
+def _retry_destination(task: Any, retry: Retry) -> dict[str, Any]:
+    """Options for ``task.retry``: the retry queue for this attempt's wait, or Celery's countdown without one."""
+    request = task.request
+    wait_ms = retry.wait_ms(request.retries)
+    source = _source_queue(task.app, request.delivery_info or {})
+    name = ((task.app.conf.get("provisioner_retry_queues") or {}).get(source) or {}).get(wait_ms)
+    if name is None:
+        log.warning("no retry queue of %r waits %d ms; %s retries by countdown", source, wait_ms, task.name)
+        return {"countdown": wait_ms / 1000}
+    # countdown=0: no ETA, so the worker runs the message as soon as the broker returns it.
+    return {
+        "countdown": 0,
+        "queue": KombuQueue(name, KombuExchange("", type="direct"), routing_key=name, no_declare=True),
+    }
 
 
 class DeadLetteringRequest(Request):  # type: ignore[misc]

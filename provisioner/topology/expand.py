@@ -25,6 +25,7 @@ from provisioner.topology.model import (
     Queue,
     Resource,
     Retry,
+    RetryQueue,
     TaskRoute,
     Topology,
     VHost,
@@ -33,6 +34,8 @@ from provisioner.topology.model import (
 
 DEFAULT_VHOST = "/"
 DEFAULT_DEAD_LETTER_SUFFIX = "dead"
+RETRY_QUEUE_INFIX = "retry"
+MAX_TTL_MS = 2**32 - 1  # the broker's limit for x-message-ttl
 QUEUE_POLICY_PREFIX = "provisioner."
 
 
@@ -103,6 +106,7 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
     for document in documents:
         _expand_document(document, expansion)
     celery = _celery_settings(documents, expansion)
+    retry_queues = _retry_queues(celery, expansion)
     by_kind: dict[str, list[Any]] = {"vhost": [], "exchange": [], "queue": [], "binding": [], "policy": []}
     for resource in expansion.objects.values():
         by_kind[resource.kind].append(resource)
@@ -113,6 +117,7 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
         bindings=tuple(by_kind["binding"]),
         policies=tuple(by_kind["policy"]),
         dead_letters=tuple(expansion.dead_letters),
+        retry_queues=retry_queues,
         tasks=tuple(route for route, _ in expansion.tasks),
         celery=celery,
         sources=tuple(d.file for d in documents),
@@ -314,3 +319,43 @@ def _celery_settings(documents: list[Document], expansion: Expansion) -> CeleryS
         vhost=section.get("vhost", default_vhost),
         default_queue=section.get("default_queue", "celery"),
     )
+
+
+def _retry_queues(celery: CelerySettings, expansion: Expansion) -> tuple[RetryQueue, ...]:
+    """Expand ``retry: {via: broker}``: one TTL queue per distinct wait, dead-lettering back to the work queue.
+
+    The work queue is where the task's Celery messages run: the task's queue,
+    or the default queue for foreign tasks (their messages are handed over there).
+    """
+    found: dict[tuple[str, int], RetryQueue] = {}
+    for route, origin in expansion.tasks:
+        if route.retry is None or route.retry.via != "broker":
+            continue
+        work_name = route.queue if route.consume == "celery" else celery.default_queue
+        work = expansion.objects.get(("queue", celery.vhost, work_name))
+        if not isinstance(work, Queue):
+            continue  # the reference check reports the missing queue
+        here = Origin(origin.document, (*origin.path, "retry"), f"the broker retries of task {route.pattern!r}")
+        if work.type == "stream":
+            expansion.problems.append(
+                here.problem(f"broker retries need a classic or quorum queue; {work_name!r} is a stream", "via")
+            )
+            continue
+        waits = route.retry.waits_ms()
+        if waits and waits[-1] > MAX_TTL_MS:
+            expansion.problems.append(
+                here.problem(f"a broker retry waits at most {MAX_TTL_MS // 1000} s; lower delay_max", "delay_max")
+            )
+            continue
+        for wait in waits:
+            name = f"{work_name}.{RETRY_QUEUE_INFIX}.{_wait_label(wait)}"
+            arguments = {"x-message-ttl": wait, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": work_name}
+            queue_type = "quorum" if work.type == "quorum" else "classic"
+            expansion.add(Queue(celery.vhost, name, queue_type, arguments=canonical_arguments(arguments)), here)
+            found[(work_name, wait)] = RetryQueue(celery.vhost, work_name, wait, name)
+    return tuple(found[key] for key in sorted(found))
+
+
+def _wait_label(wait_ms: int) -> str:
+    """``2s`` for whole seconds, ``1500ms`` otherwise: readable queue names that never collide."""
+    return f"{wait_ms // 1000}s" if wait_ms % 1000 == 0 else f"{wait_ms}ms"

@@ -220,6 +220,37 @@ class Retry:
     delay: float = 1.0  # seconds before the first retry
     backoff: bool = True  # double the delay at each retry
     delay_max: float = 600.0
+    via: str = "worker"  # worker: Celery's countdown | broker: the message waits in a TTL retry queue
+
+    def wait_ms(self, retries: int) -> int:
+        """Milliseconds to wait before retry number ``retries + 1`` (``retries`` already made)."""
+        seconds = self.delay
+        if self.backoff:
+            for _ in range(retries):
+                if seconds >= self.delay_max:
+                    break
+                seconds *= 2
+        return round(min(seconds, self.delay_max) * 1000)
+
+    def waits_ms(self) -> tuple[int, ...]:
+        """Every distinct wait the retries use, shortest first: one retry queue each."""
+        waits: list[int] = []
+        for retries in range(self.max_retries):
+            wait = self.wait_ms(retries)
+            if waits and wait == waits[-1]:
+                break  # capped (or not growing): every later retry waits the same
+            waits.append(wait)
+        return tuple(waits)
+
+
+@dataclass(frozen=True)
+class RetryQueue:
+    """A queue where a failed task's retry waits ``wait_ms``, then dead-letters back to ``queue``."""
+
+    vhost: str
+    queue: str  # the work queue the message returns to
+    wait_ms: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -254,6 +285,7 @@ class Topology:
     bindings: tuple[Binding, ...] = ()
     policies: tuple[Policy, ...] = ()
     dead_letters: tuple[DeadLetter, ...] = ()
+    retry_queues: tuple[RetryQueue, ...] = ()
     tasks: tuple[TaskRoute, ...] = ()
     celery: CelerySettings = field(default_factory=CelerySettings)
     sources: tuple[str, ...] = ()
@@ -271,6 +303,7 @@ class Topology:
             bindings=tuple(b for b in self.bindings if b.vhost == vhost),
             policies=tuple(p for p in self.policies if p.vhost == vhost),
             dead_letters=tuple(d for d in self.dead_letters if d.vhost == vhost),
+            retry_queues=tuple(r for r in self.retry_queues if r.vhost == vhost),
             tasks=self.tasks if self.celery.vhost == vhost else (),
             celery=self.celery,
             sources=self.sources,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from celery import Celery
 
@@ -30,7 +31,7 @@ def process_catalog_event(self, body: dict) -> None:
 
 @app.task(name="e2e.always_fails", bind=True)
 def always_fails(self) -> None:
-    observe(task="always_fails", attempt=self.request.retries)
+    observe(task="always_fails", attempt=self.request.retries, at=time.time())
     raise RuntimeError("always fails")
 
 

@@ -1,0 +1,98 @@
+"""A real `celery worker` subprocess on a rendered config, and ways to look into its queues."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pika
+from celery import Celery
+from rabbit import parameters, wait_for
+
+APP_DIR = Path(__file__).parent / "celery_app"
+
+
+class Worker:
+    """A `celery worker` subprocess (solo pool) on the rendered config."""
+
+    def __init__(self, folder: Path, vhost: str) -> None:
+        self.observed = folder / "observed.jsonl"
+        self.log = folder / "worker.log"
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(folder), str(APP_DIR)]),
+            "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+            "E2E_OBSERVED": str(self.observed),
+        }
+        command = [sys.executable, "-m", "celery", "-A", "e2e_app", "worker", "-P", "solo", "-l", "INFO"]
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def records(self) -> list[dict]:
+        if not self.observed.exists():
+            return []
+        return [json.loads(line) for line in self.observed.read_text().splitlines()]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def counts(vhost: str, queue: str) -> tuple[int, int]:
+    connection = pika.BlockingConnection(parameters(vhost))
+    try:
+        ok = connection.channel().queue_declare(queue, passive=True)
+        return ok.method.message_count, ok.method.consumer_count
+    finally:
+        connection.close()
+
+
+def drain(vhost: str, queue: str) -> list[tuple[bytes, dict]]:
+    connection = pika.BlockingConnection(parameters(vhost))
+    channel = connection.channel()
+    found = []
+    while True:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        found.append((body, properties.headers or {}))
+    connection.close()
+    return found
+
+
+def start_worker(folder: Path, vhost: str, queues: tuple[str, ...] = ("celery", "example")) -> Worker:
+    """Start a worker and wait until it consumes every one of ``queues``."""
+    worker = Worker(folder, vhost)
+    try:
+        wait_for(lambda: all(counts(vhost, queue)[1] == 1 for queue in queues), timeout=60)
+    except AssertionError:
+        worker.stop()
+        raise AssertionError(f"worker did not start consuming:\n{worker.output()[-3000:]}") from None
+    return worker
+
+
+def publisher(folder: Path, vhost: str) -> Celery:
+    """A publishing app on the same rendered config, as a web process would have."""
+    app = Celery("publisher")
+    sys.path.insert(0, str(folder))
+    try:
+        app.config_from_object("celeryconfig", force=True)
+        app.conf.broker_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        app.conf.task_queues  # noqa: B018 - load the module now, while it is on the path
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("celeryconfig", None)
+    return app
