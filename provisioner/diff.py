@@ -12,7 +12,7 @@ from typing import Any
 
 from provisioner.broker.live import LiveVhost
 from provisioner.migrate import is_migration_queue
-from provisioner.plan import PHASE_INDEX, Action, Change, Plan, Unmanaged, describe
+from provisioner.plan import PHASE_INDEX, Action, Change, Plan, Unmanaged, describe, value_text
 from provisioner.topology.model import Binding, Policy, Queue, Resource, Topology, VHost
 
 IMMUTABLE_FIELDS = {
@@ -47,7 +47,7 @@ def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tupl
     for key in sorted(wanted.keys() | present.keys()):
         after, before = wanted.get(key), present.get(key)
         if before is None and after is not None:
-            changes.append(Change(Action.CREATE, None, after, describe(after)))
+            changes.append(Change(Action.CREATE, None, after, describe(after) or "missing on the broker"))
         elif after is None and before is not None:
             left = _left_alone(before, state, prune)
             if isinstance(left, Change):
@@ -87,22 +87,14 @@ def _field_changes(before: Resource, after: Resource) -> list[str]:
     ):
         old, new = getattr(before, name), getattr(after, name)
         if old != new:
-            lines.append(f"{name}: {_text(old)} -> {_text(new)}")
+            lines.append(f"{name}: {value_text(old)} -> {value_text(new)}")
     table = "definition" if after.kind == "policy" else "arguments"
     old_table: dict[str, Any] = getattr(before, table)
     new_table: dict[str, Any] = getattr(after, table)
     for name in sorted(old_table.keys() | new_table.keys()):
         if old_table.get(name) != new_table.get(name):
-            lines.append(f"{name}: {_text(old_table.get(name))} -> {_text(new_table.get(name))}")
+            lines.append(f"{name}: {value_text(old_table.get(name))} -> {value_text(new_table.get(name))}")
     return lines
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
 
 
 def _left_alone(resource: Resource, state: LiveVhost, prune: bool) -> Change | Unmanaged | None:

@@ -148,11 +148,22 @@ def describe(resource: Resource) -> str:
 
 
 def _arguments(arguments: dict[str, Any]) -> list[str]:
-    return [f"{name}={value}" for name, value in sorted(arguments.items())]
+    return [f"{name}={value_text(value)}" for name, value in sorted(arguments.items())]
 
 
 def _table(table: dict[str, Any]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in sorted(table.items()))
+    return ", ".join(f"{name}={value_text(value)}" for name, value in sorted(table.items()))
+
+
+def value_text(value: Any) -> str:
+    """A setting's value as a person reads it: ``(none)``, ``true``, ``""`` for the default exchange."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value == "":
+        return '""'
+    return str(value)
 
 
 # The order of execution, written once: creations from the vhost down to policies,

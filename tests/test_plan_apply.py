@@ -140,8 +140,13 @@ def test_a_binding_deleted_by_hand_is_drift_and_apply_repairs_it(tmp_path: Path,
         ("create", "binding", "orders -> queue:orders [order.created]")
     ]
     assert changes[0]["after"]["routing_key"] == "order.created"
+    assert changes[0]["reason"] == "missing on the broker"
     ci = run("drift", file, vhost=vhost_name)
-    assert ci.exit_code == 2 and "drift: create binding" in ci.output
+    assert ci.exit_code == 2
+    assert (
+        f"drift: create binding 'orders -> queue:orders [order.created]' in '{vhost_name}': missing on the broker"
+        in ci.output
+    )
 
     assert run("apply", file, vhost=vhost_name).exit_code == 0
     assert run("plan", "--detailed-exitcode", file, vhost=vhost_name).exit_code == 0
