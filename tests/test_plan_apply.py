@@ -183,23 +183,40 @@ def test_unmanaged_objects_are_listed_and_pruned_only_when_asked(tmp_path: Path,
     channel.queue_declare("legacy", durable=True)
     channel.queue_declare("legacy.full", durable=True)
     channel.basic_publish("", "legacy.full", b"keep me")
+    channel.queue_declare("legacy.quorum", durable=True, arguments={"x-queue-type": "quorum"})
+    channel.confirm_delivery()
+    channel.basic_publish("", "legacy.quorum", b"keep me too")  # if-empty does not guard quorum queues
     channel.queue_declare("celeryev.1234", auto_delete=True)  # Celery's own: never drift
     channel.exchange_declare("celery.pidbox", "fanout", auto_delete=True)
     connection.close()
+    consumer = pika.BlockingConnection(parameters(vhost_name))
+    consumer.channel().queue_declare("legacy.busy", durable=True)
+    consumer.channel().basic_consume("legacy.busy", lambda *_: None)  # an empty queue with a running consumer
 
-    listed = json.loads(run("plan", "--json", file, vhost=vhost_name).output)
-    assert listed["changes"] == []
-    assert sorted(u["name"] for u in listed["unmanaged"]) == ["legacy", "legacy.full"]
+    try:
+        listed = json.loads(run("plan", "--json", file, vhost=vhost_name).output)
+        assert listed["changes"] == []
+        assert sorted(u["name"] for u in listed["unmanaged"]) == [
+            "legacy",
+            "legacy.busy",
+            "legacy.full",
+            "legacy.quorum",
+        ]
 
-    refused = run("apply", "--prune", file, vhost=vhost_name)
-    assert refused.exit_code == 1
-    assert "delete queue 'legacy.full'" in refused.output and "nothing was changed" in refused.output
-    assert {item["name"] for item in get(f"queues/{q(vhost_name)}")} >= {"legacy", "legacy.full"}
+        refused = run("apply", "--prune", file, vhost=vhost_name)
+        assert refused.exit_code == 1
+        for name in ("legacy.full", "legacy.quorum", "legacy.busy"):
+            assert f"delete queue {name!r}" in refused.output
+        assert "delete queue 'legacy' " not in refused.output and "nothing was changed" in refused.output
+        names = {item["name"] for item in get(f"queues/{q(vhost_name)}")}
+        assert names >= {"legacy", "legacy.full", "legacy.quorum", "legacy.busy"}
+    finally:
+        consumer.close()
 
     pruned = run("apply", "--prune", "--force", file, vhost=vhost_name)
     assert pruned.exit_code == 0, pruned.output
     names = {item["name"] for item in get(f"queues/{q(vhost_name)}")}
-    assert "legacy" not in names and "legacy.full" not in names and "celeryev.1234" in names
+    assert not names & {"legacy", "legacy.full", "legacy.quorum", "legacy.busy"} and "celeryev.1234" in names
 
 
 def test_an_immutable_change_is_refused_before_anything_is_touched(tmp_path: Path, vhost_name: str) -> None:
