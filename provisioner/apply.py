@@ -16,7 +16,7 @@ from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.live import read_live
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management
-from provisioner.broker.migration import ManagementReader, run_migration
+from provisioner.broker.migration import run_migration
 from provisioner.broker.retry import Backoff
 from provisioner.diff import differences
 from provisioner.errors import BrokerError, UnsafeChange
@@ -135,7 +135,7 @@ def converge(
     with ExitStack() as locks:
         for vhost in desired.vhosts:
             parameters = endpoints.amqp_parameters(vhost.name)
-            lookup = management_holder_lookup(endpoints.management_base, endpoints.management_auth)
+            lookup = management_holder_lookup(endpoints.management_base, endpoints.management_auth, endpoints.verify)
             locks.enter_context(VhostLock(parameters, options.lock_timeout, lookup=lookup))
         plan = make_plan(desired, management, options.prune, endpoints)  # the state may have moved while we waited
         refuse_unsafe(plan, options)
@@ -239,14 +239,13 @@ def _replace_exchange(executor: Executor, changes: tuple[Change, ...]) -> None:
 def _replace_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
     """Move every message through a temporary queue (provisioner.migrate); refused without --migrate."""
     endpoints = executor.endpoints
-    reader = ManagementReader(endpoints.management_base, endpoints.management_auth)
     for change in changes:
         queue = change.after
         assert isinstance(queue, Queue)
         report = run_migration(
             queue,
             endpoints.amqp_parameters(queue.vhost),
-            reader,
+            executor.management,
             allow_consumers=executor.options.force,
             backoff=executor.management.backoff,
         )

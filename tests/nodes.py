@@ -71,8 +71,9 @@ class NodeConfig:
 class ThrowawayNode:
     """A RabbitMQ node of the test's own: start, stop, restart, destroy."""
 
-    def __init__(self, config: NodeConfig | None = None) -> None:
+    def __init__(self, config: NodeConfig | None = None, extra_config: str = "") -> None:
         self.config = config or NodeConfig.fresh()
+        self.extra_config = extra_config  # more rabbitmq.conf lines (TLS listeners, say)
         self._prepare()
 
     @property
@@ -96,7 +97,7 @@ class ThrowawayNode:
             f"listeners.tcp.default = 127.0.0.1:{self.config.amqp_port}\n"
             f"management.tcp.port = {self.config.management_port}\n"
             "management.tcp.ip = 127.0.0.1\n"
-            "loopback_users = none\n"
+            "loopback_users = none\n" + self.extra_config
         )
         (folder / "enabled_plugins").write_text("[rabbitmq_management].\n")
         user = pwd.getpwnam("rabbitmq")

@@ -16,7 +16,7 @@ from rabbit import wait_for
 from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
-from provisioner.broker.migration import ManagementReader, run_migration
+from provisioner.broker.migration import run_migration
 from provisioner.broker.retry import Backoff
 from provisioner.errors import ProvisionerError
 from provisioner.topology import load
@@ -107,7 +107,7 @@ def test_migration_interrupted_by_a_node_restart_loses_nothing(throwaway_node: T
         channel.basic_publish("orders", "a", body, pika.BasicProperties(delivery_mode=2))
     connection.close()
 
-    reader = ManagementReader(f"http://127.0.0.1:{throwaway_node.config.management_port}", ("guest", "guest"))
+    reader = Management(Endpoints(management_url=throwaway_node.management_url))
     target = Queue("/", "work", "quorum")
     moving = threading.Event()
 

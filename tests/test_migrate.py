@@ -12,9 +12,11 @@ from urllib.parse import quote
 
 import pika
 import pytest
-from rabbit import AUTH, MANAGEMENT_URL, api, fresh_vhost, parameters
+from rabbit import MANAGEMENT_URL, api, fresh_vhost, parameters
 
-from provisioner.broker.migration import ManagementReader, PikaMigrationBroker, run_migration
+from provisioner.broker.endpoints import Endpoints
+from provisioner.broker.management import Management
+from provisioner.broker.migration import PikaMigrationBroker, run_migration
 from provisioner.broker.retry import NO_RETRY
 from provisioner.errors import UnsafeChange
 from provisioner.migrate import Step, migrate_queue, temporary_name
@@ -22,6 +24,11 @@ from provisioner.topology.model import Queue
 
 QUEUE = "work"
 BINDINGS = [("orders", "order.created"), ("orders", "order.*.paid"), ("amq.direct", "work")]
+
+
+def management() -> Management:
+    """The migration's management client, as apply makes it (guest is the default user)."""
+    return Management(Endpoints(management_url=MANAGEMENT_URL))
 
 
 @pytest.fixture
@@ -73,7 +80,7 @@ def live_bindings(vhost: str, name: str = QUEUE) -> set[tuple[str, str]]:
 
 
 def migrate(vhost: str, target: Queue, **kwargs: Any) -> Any:
-    return run_migration(target, parameters(vhost), ManagementReader(MANAGEMENT_URL, AUTH), **kwargs)
+    return run_migration(target, parameters(vhost), management(), **kwargs)
 
 
 def assert_all_there(channel: Any, vhost: str, messages: int, exact: bool = True) -> None:
@@ -175,7 +182,7 @@ def test_crash_before_any_step_then_rerun_converges_with_every_message(vhost: st
 def test_connection_lost_in_the_middle_of_moving_then_rerun_loses_nothing(vhost: str, channel: Any) -> None:
     set_up(channel, 3000)
     connection = pika.BlockingConnection(parameters(vhost))
-    broker = PikaMigrationBroker(connection, vhost, ManagementReader(MANAGEMENT_URL, AUTH))
+    broker = PikaMigrationBroker(connection, vhost, management())
     sock = connection._impl._transport._sock  # the network drops under the migration
 
     def cut_mid_move(step: Step) -> None:

@@ -58,6 +58,11 @@ class Endpoints:
         return unquote(parts.username), unquote(parts.password or "")
 
     @property
+    def verify(self) -> str | bool:
+        """What requests verifies the management API's certificate with: the CA file, or the system's."""
+        return self.ca_file or True
+
+    @property
     def management_base(self) -> str:
         """scheme://host:port/path of the management API, without credentials."""
         parts = urlsplit(self.management_url)

@@ -58,14 +58,16 @@ def holder_description(action: str = "apply") -> str:
     return f"provision {action} by {user}@{socket.gethostname()} pid {os.getpid()} since {since}"
 
 
-def management_holder_lookup(base_url: str, auth: tuple[str, str], timeout: float = 5.0) -> HolderLookup:
+def management_holder_lookup(
+    base_url: str, auth: tuple[str, str], verify: str | bool = True, timeout: float = 5.0
+) -> HolderLookup:
     """A lookup that reads the lock's holder through the management API (never raises)."""
 
     def lookup(vhost: str) -> str | None:
         root = base_url.rstrip("/")
         try:
             url = f"{root}/api/queues/{quote(vhost, safe='')}/{LOCK_QUEUE}"
-            response = requests.get(url, auth=auth, timeout=timeout)
+            response = requests.get(url, auth=auth, timeout=timeout, verify=verify)
             if response.status_code != 200:
                 return None
             queue = response.json()
@@ -74,7 +76,9 @@ def management_holder_lookup(base_url: str, auth: tuple[str, str], timeout: floa
             peer = owner.get("name") if isinstance(owner, dict) else None
             if holder is None and peer:
                 # Stats arrive a few seconds late; the connection's name is the fallback.
-                connection = requests.get(f"{root}/api/connections/{quote(peer, safe='')}", auth=auth, timeout=timeout)
+                connection = requests.get(
+                    f"{root}/api/connections/{quote(peer, safe='')}", auth=auth, timeout=timeout, verify=verify
+                )
                 if connection.status_code == 200:
                     holder = (connection.json().get("client_properties") or {}).get("connection_name")
             if holder and peer:

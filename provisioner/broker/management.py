@@ -3,6 +3,7 @@ AMQP cannot do (vhosts, permissions, policies)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -31,7 +32,8 @@ class Management:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.auth = endpoints.management_auth
-        self.session.verify = endpoints.ca_file or True
+        # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self.verify = endpoints.verify
         self.requests_made = 0
         self.writes_made = 0
 
@@ -43,9 +45,13 @@ class Management:
             if method != "GET":
                 self.writes_made += 1
             try:
-                response = self.session.request(method, f"{self.base}/api/{path}", timeout=self.timeout, **kwargs)
+                response = self.session.request(
+                    method, f"{self.base}/api/{path}", timeout=self.timeout, verify=self.verify, **kwargs
+                )
             except requests.exceptions.SSLError as error:
-                raise ManagementError(f"TLS handshake with the management API at {self._where()} failed") from error
+                raise ManagementError(
+                    f"TLS handshake with the management API at {self._where()} failed: {tls_reason(error)}"
+                ) from error
             except requests.exceptions.RequestException as error:
                 raise ManagementError(
                     f"cannot reach the management API at {self._where()} ({type(error).__name__}); "
@@ -92,6 +98,15 @@ class Management:
         result: dict[str, Any] | None = self._request("GET", f"definitions/{_q(vhost)}", missing_ok=True)
         return result
 
+    def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
+        """One queue with its counts and consumers (a migration reads its own queues so)."""
+        result: dict[str, Any] | None = self._request("GET", f"queues/{_q(vhost)}/{_q(name)}", missing_ok=True)
+        return result
+
+    def queue_bindings(self, vhost: str, name: str) -> list[dict[str, Any]]:
+        result = self._request("GET", f"queues/{_q(vhost)}/{_q(name)}/bindings", missing_ok=True)
+        return list(result or [])
+
     def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "overview")
         return result
@@ -122,3 +137,9 @@ def _reason(response: requests.Response) -> str:
     except ValueError:
         return response.text[:200]
     return str(body.get("reason") or body.get("error") or body)[:300] if isinstance(body, dict) else str(body)[:300]
+
+
+def tls_reason(error: BaseException) -> str:
+    """The OpenSSL reason inside a requests/urllib3 error chain, e.g. 'certificate verify failed: ...'."""
+    found = re.search(r"\[SSL(?:: [A-Z_]+)?\] ([^('\"]+)", str(error))
+    return found.group(1).strip() if found else "see --ca-file"

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import quote
 
 import pika
 import pika.exceptions
-import requests
 from pika.adapters.blocking_connection import BlockingChannel
 
+from provisioner.broker.management import Management
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 from provisioner.errors import BrokerError
 from provisioner.migrate import LiveQueue, MigrationReport, Observation, Step, migrate_queue
@@ -28,33 +26,10 @@ IDLE_SECONDS = 0.2  # how long a drained queue stays quiet before its count is c
 log = logging.getLogger(__name__)
 
 
-class ManagementReader:
-    """The two management API reads a migration needs (retried on transient faults)."""
-
-    def __init__(self, base_url: str, auth: tuple[str, str], timeout: float = 10.0) -> None:
-        self.base_url, self.auth, self.timeout = base_url.rstrip("/"), auth, timeout
-
-    def _get(self, path: str) -> Any | None:
-        def call() -> Any | None:
-            response = requests.get(f"{self.base_url}/api/{path}", auth=self.auth, timeout=self.timeout)
-            if response.status_code == 404:
-                return None
-            response.raise_for_status()
-            return response.json()
-
-        return call_with_retry(call, describe=f"GET /api/{path}")
-
-    def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
-        return self._get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")  # type: ignore[no-any-return]
-
-    def queue_bindings(self, vhost: str, name: str) -> list[dict[str, Any]]:
-        return self._get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}/bindings") or []
-
-
 class PikaMigrationBroker:
     """A :class:`provisioner.migrate.MigrationBroker` on one pika connection to one vhost."""
 
-    def __init__(self, connection: pika.BlockingConnection, vhost: str, management: ManagementReader) -> None:
+    def __init__(self, connection: pika.BlockingConnection, vhost: str, management: Management) -> None:
         self.connection, self.vhost, self.management = connection, vhost, management
 
     def _channel(self) -> BlockingChannel:
@@ -166,7 +141,7 @@ class PikaMigrationBroker:
 def run_migration(
     target: Queue,
     parameters: pika.ConnectionParameters,
-    management: ManagementReader,
+    management: Management,
     *,
     allow_consumers: bool = False,
     before_step: Callable[[Step], None] | None = None,
