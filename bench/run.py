@@ -166,6 +166,15 @@ def timed(function: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+def timed_apply(row: Row, topology: Topology, endpoints: Endpoints, workers: int) -> None:
+    """One ``converge``: its time, and the requests, declarations and writes it made."""
+    management = Management(endpoints)
+    seconds, report = timed(lambda: converge(topology, endpoints, management, ApplyOptions(workers=workers)))
+    row.seconds.append(seconds)
+    row.requests, row.writes = management.requests_made, management.writes_made
+    row.declarations = report.amqp_operations  # type: ignore[attr-defined]
+
+
 def measure(size: int, rounds: int, endpoints: Endpoints, broker: Broker, folder: Path, workers: int) -> list[Row]:
     rows = {
         name: Row(name)
@@ -183,15 +192,7 @@ def measure(size: int, rounds: int, endpoints: Endpoints, broker: Broker, folder
     for _ in range(rounds):
         with fresh_vhost(broker) as vhost:  # ours, fresh: the vhost does not exist yet
             topology = desired(size, vhost, folder)
-            management = Management(endpoints)
-            seconds, report = timed(lambda: converge(topology, endpoints, management, ApplyOptions(workers=workers)))
-            row = rows["apply (ours, fresh)"]
-            row.seconds.append(seconds)
-            row.requests, row.declarations, row.writes = (
-                management.requests_made,
-                report.amqp_operations,
-                management.writes_made,
-            )  # type: ignore[attr-defined]
+            timed_apply(rows["apply (ours, fresh)"], topology, endpoints, workers)
 
             management = Management(endpoints)
             seconds, plan = timed(lambda: make_plan(topology, management))
@@ -204,15 +205,7 @@ def measure(size: int, rounds: int, endpoints: Endpoints, broker: Broker, folder
             row.seconds.append(seconds)
             row.requests, row.memory_mb = management.requests_made, peak / 1e6
 
-            management = Management(endpoints)
-            seconds, report = timed(lambda: converge(topology, endpoints, management, ApplyOptions(workers=workers)))
-            row = rows["apply (ours, no-op)"]
-            row.seconds.append(seconds)
-            row.requests, row.declarations, row.writes = (
-                management.requests_made,
-                report.amqp_operations,
-                management.writes_made,
-            )  # type: ignore[attr-defined]
+            timed_apply(rows["apply (ours, no-op)"], topology, endpoints, workers)
 
             before = broker.requests
             seconds, _ = timed(lambda: broker.call("GET", f"definitions/{quote(vhost, safe='')}").json())
