@@ -38,6 +38,8 @@ def test_rendered_module_imports_and_carries_the_broker_arguments(tmp_path: Path
     assert module.provisioner_foreign_consumers == {"notifications.sms": "notifications.tasks.handle_sms_receipt"}
     assert module.broker_url == "amqp://localhost:5672/shop"
     assert module.task_create_missing_queues is False and module.task_acks_on_failure is False
+    assert module.provisioner_retry_queues["billing"][4000] == "billing.retry.4s"  # retries wait in the broker
+    assert "billing.retry.4s" not in module.provisioner_dead_letters  # a retry queue never runs a task
 
 
 def test_render_check_exit_codes(tmp_path: Path) -> None:
