@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,7 +57,11 @@ class TlsNode:
 def tls_node() -> Iterator[TlsNode]:
     config = NodeConfig.fresh()
     tls = config.folder / "tls"
-    make_certificates(tls)
+    try:
+        make_certificates(tls)
+    except BaseException:
+        shutil.rmtree(config.folder, ignore_errors=True)
+        raise
     amqps_port, https_port = free_port(), free_port()
     files = (
         f"cacertfile = {tls / 'ca.pem'}\n{{0}}certfile = {tls / 'server.pem'}\n{{0}}keyfile = {tls / 'server.key'}\n"
