@@ -26,9 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from provisioner.errors import BrokerError, UnsafeChange
-from provisioner.topology.model import Binding, Queue, canonical_arguments
+from provisioner.topology.model import MIGRATE_SUFFIX, Binding, Queue, canonical_arguments
 
-MIGRATE_SUFFIX = ".provisioner-migrate"
 MAX_ROUNDS = 20  # a normal migration takes 5; more means something keeps undoing the work
 LENGTH_LIMITS = ("x-max-length",)
 

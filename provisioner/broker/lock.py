@@ -33,8 +33,8 @@ import requests
 
 from provisioner.broker.retry import call_with_retry
 from provisioner.errors import BrokerError, LockTimeout
+from provisioner.topology.model import LOCK_QUEUE
 
-LOCK_QUEUE = "provisioner.lock"
 HOLDER_ARGUMENT = "x-provisioner-holder"
 RESOURCE_LOCKED = 405
 

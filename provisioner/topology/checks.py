@@ -6,11 +6,19 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterator
 
-from provisioner.broker.lock import LOCK_QUEUE
 from provisioner.errors import Problem
-from provisioner.migrate import MIGRATE_SUFFIX
 from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
-from provisioner.topology.model import Binding, Exchange, Key, Policy, Queue, Topology, VHost
+from provisioner.topology.model import (
+    LOCK_QUEUE,
+    MIGRATE_SUFFIX,
+    Binding,
+    Exchange,
+    Key,
+    Policy,
+    Queue,
+    Topology,
+    VHost,
+)
 
 MAX_NAME_BYTES = 255
 BUILT_IN_EXCHANGES = frozenset(

@@ -14,6 +14,10 @@ from typing import Any, ClassVar
 
 Key = tuple[str, ...]
 
+# Names the provisioner keeps for its own objects; a topology may not use them.
+LOCK_QUEUE = "provisioner.lock"  # the apply lock (provisioner.broker.lock)
+MIGRATE_SUFFIX = ".provisioner-migrate"  # a migration's temporary queue (provisioner.migrate)
+
 # Friendly queue fields and the x-argument each stands for (as kombu's table does).
 QUEUE_ARGUMENT_NAMES: dict[str, str] = {
     "max_length": "x-max-length",
