@@ -95,6 +95,40 @@ def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Pla
     return Plan(changes, unmanaged)
 
 
+# Queue arguments a policy can carry instead (x-argument -> policy key): the broker changes those in place.
+POLICY_KEYS = {
+    "x-max-length": "max-length",
+    "x-max-length-bytes": "max-length-bytes",
+    "x-message-ttl": "message-ttl",
+    "x-expires": "expires",
+    "x-overflow": "overflow",
+    "x-dead-letter-exchange": "dead-letter-exchange",
+    "x-dead-letter-routing-key": "dead-letter-routing-key",
+    "x-delivery-limit": "delivery-limit",
+}
+
+
+def policy_hint(change: Change) -> str:
+    """For a queue replaced only for arguments a policy can hold: the ``policy:`` that avoids the next one."""
+    before, after = change.before, change.after
+    if not isinstance(before, Queue) or not isinstance(after, Queue):
+        return ""
+    if (before.type, before.durable, before.auto_delete) != (after.type, after.durable, after.auto_delete):
+        return ""
+    changed = {
+        k for k in before.arguments.keys() | after.arguments.keys() if before.arguments.get(k) != after.arguments.get(k)
+    }
+    if not changed or not changed <= POLICY_KEYS.keys():
+        return ""
+    settings = ", ".join(f"{POLICY_KEYS[k]}: {after.arguments[k]}" for k in sorted(changed) if k in after.arguments)
+    if not settings:
+        return ""  # only removals: nothing to move into a policy
+    return (
+        f"hint: under the queue's `policy: {{{settings}}}` instead of its arguments, this setting changes in place; "
+        f"moving it there takes this one migration, later changes none"
+    )
+
+
 def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
     """Raise UnsafeChange naming every change the options do not allow, before anything is touched."""
     reasons = []
@@ -102,6 +136,9 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
         if not options.migrate:
             held = f" ({change.messages} messages)" if change.messages else ""
             reasons.append(f"replace {change.kind} {change.name!r} in {change.vhost!r}{held}: {change.reason}")
+            hint = policy_hint(change)
+            if hint:
+                reasons.append(f"  {hint}")
     for change in plan.of(Action.DELETE, "queue"):
         if not options.force and (change.messages or change.consumers):
             reasons.append(

@@ -234,6 +234,7 @@ def test_an_immutable_change_is_refused_before_anything_is_touched(tmp_path: Pat
     refused = run("apply", file, vhost=vhost_name)
     assert refused.exit_code == 1
     assert "replace queue 'emails'" in refused.output and "--migrate" in refused.output
+    assert "hint: under the queue's `policy: {max-length: 5000}`" in refused.output  # the way to avoid the next one
     assert "brand.new" not in {item["name"] for item in get(f"queues/{q(vhost_name)}")}
 
 
