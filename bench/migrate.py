@@ -56,16 +56,7 @@ def main() -> None:
     management = Management(endpoints)
     auth = endpoints.management_auth
     vhost = f"bench-migrate-{uuid.uuid4().hex[:8]}"
-    requests.put(
-        f"{endpoints.management_base}/api/vhosts/{quote(vhost, safe='')}", auth=auth, timeout=30
-    ).raise_for_status()
-    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-    requests.put(
-        f"{endpoints.management_base}/api/permissions/{quote(vhost, safe='')}/{quote(endpoints.amqp_user, safe='')}",
-        json=permissions,
-        auth=auth,
-        timeout=30,
-    ).raise_for_status()
+    management.create_vhost(vhost, endpoints.amqp_user)
     body = b"x" * arguments.size
     count = arguments.messages
     try:

@@ -17,7 +17,7 @@ from provisioner.broker.live import read_live
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management
 from provisioner.broker.migration import run_migration
-from provisioner.broker.retry import Backoff
+from provisioner.broker.retry import NO_RETRY, Backoff
 from provisioner.diff import differences
 from provisioner.errors import BrokerError, UnsafeChange
 from provisioner.plan import PHASES, Action, Change, Plan
@@ -172,7 +172,7 @@ def converge(
     with ExitStack() as locks:
         for vhost in desired.vhosts:
             parameters = endpoints.amqp_parameters(vhost.name)
-            lookup = management_holder_lookup(endpoints.management_base, endpoints.management_auth, endpoints.verify)
+            lookup = management_holder_lookup(Management(endpoints, timeout=5.0, backoff=NO_RETRY))
             locks.enter_context(VhostLock(parameters, options.lock_timeout, lookup=lookup))
         plan = make_plan(desired, management, options.prune, endpoints)  # the state may have moved while we waited
         refuse_unsafe(plan, options)

@@ -12,10 +12,15 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from rabbit import AUTH, MANAGEMENT_URL, api, fresh_vhost, parameters, wait_for
+from rabbit import MANAGEMENT_URL, api, fresh_vhost, parameters, wait_for
 
+from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.lock import HOLDER_ARGUMENT, LOCK_QUEUE, VhostLock, management_holder_lookup
+from provisioner.broker.management import Management
+from provisioner.broker.retry import NO_RETRY
 from provisioner.errors import LockTimeout
+
+NO_RETRY_MANAGEMENT = Management(Endpoints(management_url=MANAGEMENT_URL), timeout=5.0, backoff=NO_RETRY)
 
 
 @pytest.fixture
@@ -25,7 +30,7 @@ def vhost() -> Iterator[str]:
 
 
 def locker(vhost: str, timeout: float, holder: str) -> VhostLock:
-    return VhostLock(parameters(vhost), timeout, holder=holder, lookup=management_holder_lookup(MANAGEMENT_URL, AUTH))
+    return VhostLock(parameters(vhost), timeout, holder=holder, lookup=management_holder_lookup(NO_RETRY_MANAGEMENT))
 
 
 def test_second_apply_waits_then_times_out_naming_the_holder(vhost: str) -> None:

@@ -25,12 +25,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import pika
 import pika.exceptions
-import requests
 
+from provisioner.broker.management import Management
 from provisioner.broker.retry import call_with_retry
 from provisioner.errors import BrokerError, LockTimeout
 from provisioner.topology.model import LOCK_QUEUE
@@ -58,33 +57,29 @@ def holder_description(action: str = "apply") -> str:
     return f"provision {action} by {user}@{socket.gethostname()} pid {os.getpid()} since {since}"
 
 
-def management_holder_lookup(
-    base_url: str, auth: tuple[str, str], verify: str | bool = True, timeout: float = 5.0
-) -> HolderLookup:
-    """A lookup that reads the lock's holder through the management API (never raises)."""
+def management_holder_lookup(management: Management) -> HolderLookup:
+    """A lookup that reads the lock's holder through the management API (never raises).
+
+    Pass a client without retries (``NO_RETRY``): a waiting apply asks again anyway.
+    """
 
     def lookup(vhost: str) -> str | None:
-        root = base_url.rstrip("/")
         try:
-            url = f"{root}/api/queues/{quote(vhost, safe='')}/{LOCK_QUEUE}"
-            response = requests.get(url, auth=auth, timeout=timeout, verify=verify)
-            if response.status_code != 200:
+            queue = management.queue(vhost, LOCK_QUEUE)
+            if queue is None:
                 return None
-            queue = response.json()
             holder = (queue.get("arguments") or {}).get(HOLDER_ARGUMENT)
             owner = queue.get("owner_pid_details") or {}
             peer = owner.get("name") if isinstance(owner, dict) else None
             if holder is None and peer:
                 # Stats arrive a few seconds late; the connection's name is the fallback.
-                connection = requests.get(
-                    f"{root}/api/connections/{quote(peer, safe='')}", auth=auth, timeout=timeout, verify=verify
-                )
-                if connection.status_code == 200:
-                    holder = (connection.json().get("client_properties") or {}).get("connection_name")
+                connection = management.connection(peer)
+                if connection is not None:
+                    holder = (connection.get("client_properties") or {}).get("connection_name")
             if holder and peer:
                 return f"{holder} (connection {peer})"
             return holder or (f"connection {peer}" if peer else None)
-        except (requests.RequestException, ValueError):
+        except (BrokerError, ValueError):
             return None
 
     return lookup

@@ -107,6 +107,11 @@ class Management:
         result = self._request("GET", f"queues/{_q(vhost)}/{_q(name)}/bindings", missing_ok=True)
         return list(result or [])
 
+    def connection(self, name: str) -> dict[str, Any] | None:
+        """One client connection, with the client properties it announced (its connection_name)."""
+        result: dict[str, Any] | None = self._request("GET", f"connections/{_q(name)}", missing_ok=True)
+        return result
+
     def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "overview")
         return result
