@@ -34,6 +34,8 @@ def test_rendered_module_imports_and_carries_the_broker_arguments(tmp_path: Path
     assert queues["orders"].queue_arguments["x-queue-type"] == "quorum"
     assert queues["orders"].no_declare and queues["orders"].exchange.no_declare
     assert queues["notifications.email"].queue_arguments["x-max-length"] == 50000
+    # classic queues name their type too: a vhost whose default queue type is quorum must not change them
+    assert queues["notifications.email"].queue_arguments["x-queue-type"] == "classic"
     assert module.task_routes["notifications.tasks.handle_sms_receipt"] == {"queue": "celery"}
     assert module.provisioner_foreign_consumers == {"notifications.sms": "notifications.tasks.handle_sms_receipt"}
     assert module.broker_url == "amqp://localhost:5672/shop"

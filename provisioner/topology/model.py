@@ -136,9 +136,12 @@ class Queue:
 
     @property
     def declare_arguments(self) -> dict[str, Any]:
-        """The arguments to declare with: the stored ones plus ``x-queue-type`` unless classic."""
-        if self.type == "classic":
-            return dict(self.arguments)
+        """The arguments to declare with: the stored ones plus ``x-queue-type``, always.
+
+        Classic too: a vhost whose default queue type is quorum turns a queue
+        declared without ``x-queue-type`` into a quorum queue. The broker accepts
+        ``x-queue-type: classic`` on a classic queue first declared without it.
+        """
         return {**self.arguments, "x-queue-type": self.type}
 
     def __hash__(self) -> int:
