@@ -91,7 +91,7 @@ def test_fresh_vhost_plan_apply_replan_reapply(tmp_path: Path, vhost_name: str, 
         "x-dead-letter-routing-key": "order.created.dead",
     }
     assert queues["orders.dead"]["type"] == "quorum"
-    assert queues["emails"]["arguments"] == {"x-max-length": 1000, "x-queue-type": "classic"}  # the type always explicit
+    assert queues["emails"]["arguments"] == {"x-max-length": 1000, "x-queue-type": "classic"}
     assert queues["audit"]["durable"] is True and queues["audit"]["auto_delete"] is False
     exchanges = {item["name"]: item for item in get(f"exchanges/{q(vhost_name)}")}
     assert exchanges["audit"]["internal"] is True and exchanges["audit"]["type"] == "fanout"
