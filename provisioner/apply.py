@@ -43,7 +43,7 @@ class ApplyReport:
 
     plan: Plan = field(default_factory=Plan)
     done: int = 0
-    messages_moved: int = 0
+    messages_migrated: int = 0
     amqp_operations: int = 0  # AMQP commands sent (declare, bind, delete...), for the benchmark
 
 
@@ -70,6 +70,8 @@ def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Pla
     for change in plan.changes:
         if change.kind == "queue" and change.action in (Action.REPLACE, Action.DELETE):
             wanted.setdefault(change.vhost, []).append(change.name)
+        if change.parked is not None:
+            wanted.setdefault(change.vhost, []).append(change.parked.name)
     for item in plan.unmanaged:
         if item.resource.kind == "queue":
             wanted.setdefault(item.resource.vhost, []).append(item.resource.name)
@@ -80,12 +82,7 @@ def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Pla
         for vhost, names in wanted.items()
         for name, found in Amqp(endpoints, vhost, backoff).queue_counts(names).items()
     }
-    changes = tuple(
-        replace(c, messages=counts[(c.vhost, c.name)][0], consumers=counts[(c.vhost, c.name)][1])
-        if c.kind == "queue" and (c.vhost, c.name) in counts
-        else c
-        for c in plan.changes
-    )
+    changes = tuple(_counted(change, counts) for change in plan.changes)
     unmanaged = tuple(
         replace(u, messages=counts[key][0], consumers=counts[key][1])
         if u.resource.kind == "queue" and (key := (u.resource.vhost, u.resource.name)) in counts
@@ -93,6 +90,19 @@ def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Pla
         for u in plan.unmanaged
     )
     return Plan(changes, unmanaged)
+
+
+def _counted(change: Change, counts: dict[tuple[str, str], tuple[int, int]]) -> Change:
+    """The change with the exact counts of its queue and of the temporary queue it finishes."""
+    if change.kind != "queue":
+        return change
+    if (change.vhost, change.name) in counts:
+        found = counts[(change.vhost, change.name)]
+        change = replace(change, messages=found[0], consumers=found[1])
+    if change.parked is not None and (change.vhost, change.parked.name) in counts:
+        found = counts[(change.vhost, change.parked.name)]
+        change = replace(change, parked=replace(change.parked, messages=found[0], consumers=found[1]))
+    return change
 
 
 # Queue arguments a policy can carry instead (x-argument -> policy key): the broker changes those in place.
@@ -129,11 +139,24 @@ def policy_hint(change: Change) -> str:
     )
 
 
+def unfinished_refusal(change: Change) -> str:
+    """One line: where an interrupted migration's messages wait, and the command that finishes it."""
+    parked = change.parked
+    assert parked is not None
+    held = "its messages" if parked.messages is None else f"{parked.messages} message(s)"
+    return (
+        f"queue {change.name!r} in {change.vhost!r} is an unfinished migration: {held} and {parked.bindings} "
+        f"binding(s) wait in {parked.name!r}; run `provision apply --migrate` with the same files to finish it"
+    )
+
+
 def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
     """Raise UnsafeChange naming every change the options do not allow, before anything is touched."""
     reasons = []
     for change in plan.of(Action.REPLACE):
-        if not options.migrate:
+        if not options.migrate and change.parked is not None:
+            reasons.append(unfinished_refusal(change))
+        elif not options.migrate:
             held = f" ({change.messages} messages)" if change.messages else ""
             reasons.append(f"replace {change.kind} {change.name!r} in {change.vhost!r}{held}: {change.reason}")
             hint = policy_hint(change)
@@ -286,7 +309,7 @@ def _replace_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
             allow_consumers=executor.options.force,
             backoff=executor.management.backoff,
         )
-        executor.report.messages_moved += report.moved
+        executor.report.messages_migrated += report.restored  # messages, not moves: each moves out and back
         executor._done()
 
 

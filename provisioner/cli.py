@@ -206,7 +206,7 @@ def plan(
 def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
     """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted."""
     from provisioner.apply import make_plan
-    from provisioner.output import summary_line
+    from provisioner.output import parked_text, summary_line
     from provisioner.topology import load
 
     endpoints, management = broker
@@ -216,7 +216,10 @@ def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
         return
     click.echo(f"DRIFT: the broker differs from {', '.join(files)}")
     for change in result.changes:
-        click.echo(f"drift: {change.action.value} {change.kind} {change.name!r} in {change.vhost!r}: {change.reason}")
+        click.echo(
+            f"drift: {change.action.value} {change.kind} {change.name!r} in {change.vhost!r}: {change.reason}"
+            + parked_text(change)
+        )
     click.echo(summary_line(result))
     sys.exit(EXIT_CHANGES)
 
@@ -258,7 +261,7 @@ def apply(
         click.echo("No changes. The broker matches the topology.")
         return
     counts = report.plan.summary()
-    moved = f", {report.messages_moved} message(s) migrated" if report.messages_moved else ""
+    moved = f", {report.messages_migrated} message(s) migrated" if report.messages_migrated else ""
     click.echo(
         f"Applied: {counts['create']} created, {counts['update']} updated, {counts['replace']} replaced, "
         f"{counts['delete']} deleted{moved}."

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner.broker.live import LiveVhost
-from provisioner.migrate import is_migration_queue
-from provisioner.plan import PHASE_INDEX, Action, Change, Plan, Unmanaged, describe, value_text
+from provisioner.migrate import is_migration_queue, original_name
+from provisioner.plan import PHASE_INDEX, Action, Change, Parked, Plan, Unmanaged, describe, value_text
 from provisioner.topology.model import Binding, Policy, Queue, Resource, Topology, VHost
 
 IMMUTABLE_FIELDS = {
@@ -44,6 +44,12 @@ def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tupl
     present = {r.key: r for r in _objects(state.topology)}
     changes: list[Change] = []
     unmanaged: list[Unmanaged] = []
+    for temporary in (q for q in state.topology.queues if is_migration_queue(q.name)):
+        key = ("queue", state.name, original_name(temporary.name))
+        target, live = wanted.pop(key, None), present.pop(key, None)
+        assert isinstance(target, Queue | None) and isinstance(live, Queue | None)
+        changes.append(_unfinished(temporary, target, live, state))
+        del present[temporary.key]
     for key in sorted(wanted.keys() | present.keys()):
         after, before = wanted.get(key), present.get(key)
         if before is None and after is not None:
@@ -57,6 +63,31 @@ def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tupl
         elif after is not None and before is not None and after != before:
             changes.append(_changed(before, after, state))
     return changes, unmanaged
+
+
+def _unfinished(temporary: Queue, wanted: Queue | None, present: Queue | None, state: LiveVhost) -> Change:
+    """A temporary queue is a migration to finish, whatever state its queue is in (even unmanaged or gone).
+
+    The target is the topology's queue, else the live one as it is, else one like
+    the temporary queue: apply --migrate brings messages and bindings back there.
+    """
+    target = wanted or present or Queue(temporary.vhost, original_name(temporary.name), temporary.type)
+    bound = sum(1 for b in state.topology.bindings if b.destination_type == "queue" and b.destination == temporary.name)
+    stats, held = state.stats.get(target.name), state.stats.get(temporary.name)
+    reasons = ["unfinished migration"]
+    if present is None:
+        reasons.append("the queue is missing")
+    elif present != target:
+        reasons += _field_changes(present, target)
+    return Change(
+        Action.REPLACE,
+        present,
+        target,
+        "; ".join(reasons),
+        messages=None if present is None else (stats.messages if stats else 0),
+        consumers=None if present is None else (stats.consumers if stats else 0),
+        parked=Parked(temporary.name, bound, held.messages if held else None, held.consumers if held else None),
+    )
 
 
 def _objects(topology: Topology) -> tuple[Resource, ...]:
@@ -108,9 +139,6 @@ def _left_alone(resource: Resource, state: LiveVhost, prune: bool) -> Change | U
         and is_migration_queue(resource.destination)
     ):
         return None  # part of the migration, listed with its queue
-    if isinstance(resource, Queue) and is_migration_queue(resource.name):
-        note = "a migration in progress: run apply --migrate to finish it"
-        return Unmanaged(resource, note, messages, consumers)
     if not prune:
         return Unmanaged(resource, "", messages, consumers)
     return Change(Action.DELETE, resource, None, "not in the topology (--prune)", messages, consumers)

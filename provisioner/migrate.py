@@ -2,6 +2,9 @@
 
 The migration moves through a temporary queue named ``{queue}.provisioner-migrate``:
 
+0. probe: declare a throwaway queue with the new properties, check the broker
+   keeps them, delete it; a declaration the broker refuses (or changes) stops
+   the migration before the old queue is touched;
 1. declare the temporary queue (durable, no arguments: it can neither drop,
    expire nor dead-letter anything);
 2. for each binding: bind the temporary queue, then unbind the old one, so
@@ -15,7 +18,8 @@ The migration moves through a temporary queue named ``{queue}.provisioner-migrat
 Nothing is remembered between steps but the broker's own state: each round
 observes the two queues and :func:`next_steps` (pure) says what is left to do,
 so re-running after a crash at any step finishes the job. The temporary queue's
-existence is the marker of a migration in progress.
+existence is the marker of a migration in progress: plan shows it as a change
+of its queue, whatever state that queue is in, until a migration finishes it.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from provisioner.errors import BrokerError, UnsafeChange
-from provisioner.topology.model import MIGRATE_SUFFIX, Binding, Queue, canonical_arguments
+from provisioner.topology.model import MIGRATE_SUFFIX, PROBE_SUFFIX, Binding, Queue, canonical_arguments
 
 MAX_ROUNDS = 20  # a normal migration takes 5; more means something keeps undoing the work
 LENGTH_LIMITS = ("x-max-length",)
+PROBE_EXPIRES_MS = 60_000  # a probe left behind by a killed apply deletes itself
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,18 @@ def temporary_name(queue: str) -> str:
 def is_migration_queue(name: str) -> bool:
     """Whether a live queue is a migration in progress: plan shows it, prune never deletes it."""
     return name.endswith(MIGRATE_SUFFIX)
+
+
+def original_name(temporary: str) -> str:
+    """The queue a temporary queue belongs to."""
+    return temporary[: -len(MIGRATE_SUFFIX)]
+
+
+def probe_queue(target: Queue) -> Queue:
+    """The throwaway queue that tries the target's declaration (expiring unless the target sets x-expires)."""
+    return replace(
+        target, name=f"{target.name}{PROBE_SUFFIX}", arguments={"x-expires": PROBE_EXPIRES_MS, **target.arguments}
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,15 @@ class LiveQueue:
             canonical_arguments(target.arguments),
         )
 
+    def describe(self) -> str:
+        """The properties a migration compares, as a person reads them."""
+        return _properties(self.type, self.durable, self.auto_delete, self.arguments)
+
+
+def _properties(type_: str, durable: bool, auto_delete: bool, arguments: dict[str, Any]) -> str:
+    flags = [type_] + (["auto_delete"] if auto_delete else []) + ([] if durable else ["transient"])
+    return ", ".join(flags + [f"{k}={v}" for k, v in canonical_arguments(arguments).items()])
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -77,6 +103,11 @@ class Observation:
 
 
 # The step vocabulary: the executor dispatches on these, one small function each.
+@dataclass(frozen=True)
+class Probe:
+    queue: Queue  # declared, read back and deleted: the target's properties under a throwaway name
+
+
 @dataclass(frozen=True)
 class Declare:
     queue: Queue
@@ -104,7 +135,7 @@ class Delete:
     quorum: bool  # quorum queues refuse if-empty: emptiness is checked by hand
 
 
-Step = Declare | Bind | Unbind | Move | Delete
+Step = Probe | Declare | Bind | Unbind | Move | Delete
 
 
 def temporary_queue(target: Queue, live: LiveQueue | None) -> Queue:
@@ -115,7 +146,12 @@ def temporary_queue(target: Queue, live: LiveQueue | None) -> Queue:
 
 def refusal(observation: Observation, target: Queue, allow_consumers: bool = False) -> str | None:
     """Why the next round must not run (the broker is left as it is, re-runnable), or None."""
-    live = observation.queue
+    live, temporary = observation.queue, observation.temporary
+    if temporary is not None and temporary.consumers:
+        return (
+            f"the temporary queue {temporary.name!r} has {temporary.consumers} consumer(s), so it can never be "
+            f"deleted; stop them and re-run"
+        )
     if live is None or live.matches(target):
         return None  # nothing of the old queue is left to lose
     if observation.temporary is None and (reason := _refusal_to_start(live, target)):
@@ -157,11 +193,12 @@ def next_steps(observation: Observation, target: Queue) -> tuple[Step, ...]:
             return (Declare(target),)
         if live.matches(target):
             return ()
-        return (Declare(temporary_queue(target, live)),)
+        return (Probe(probe_queue(target)), Declare(temporary_queue(target, live)))
     if live is None:
         return (Declare(target),)
     if not live.matches(target):
         return (
+            Probe(probe_queue(target)),  # again: the old queue is deleted in this phase
             *_moved(observation.bindings, target.name, temp_name),
             Move(target.name, temp_name),
             Delete(target.name, live.type == "quorum"),
@@ -177,6 +214,7 @@ class MigrationBroker(Protocol):
     """What a migration asks of the broker; every call is idempotent."""
 
     def observe(self, queue: str, temporary: str) -> Observation: ...
+    def probe(self, queue: Queue) -> LiveQueue: ...
     def declare(self, queue: Queue) -> None: ...
     def bind(self, binding: Binding) -> None: ...
     def unbind(self, binding: Binding) -> None: ...
@@ -184,29 +222,117 @@ class MigrationBroker(Protocol):
     def delete_if_empty(self, queue: str, quorum: bool) -> bool: ...
 
 
+class MigrationStopped(BrokerError):
+    """A migration stopped half-way; the message says where the messages are and what to run."""
+
+
 @dataclass
 class MigrationReport:
-    """What one run did: the steps taken and how many messages moved each way."""
+    """What one run did: the steps taken, messages parked in the temporary queue and brought back."""
 
     queue: str
     steps: list[Step] = field(default_factory=list)
-    moved: int = 0
+    parked: int = 0  # moved from the old queue into the temporary one
+    restored: int = 0  # moved from the temporary queue into the new one: the messages migrated
+
+    @property
+    def moves(self) -> int:
+        """Every message copy made (each message of a full migration moves twice)."""
+        return self.parked + self.restored
 
 
-def _run_step(step: Step, broker: MigrationBroker, report: MigrationReport) -> bool:
-    """Execute one step; False when the phase must be observed again (a queue was not yet empty)."""
-    if isinstance(step, Declare):
-        broker.declare(step.queue)
-    elif isinstance(step, Bind):
-        broker.bind(step.binding)
-    elif isinstance(step, Unbind):
-        broker.unbind(step.binding)
-    elif isinstance(step, Move):
-        report.moved += broker.move(step.source, step.destination)
-    elif not broker.delete_if_empty(step.queue, step.quorum):
-        return False
-    report.steps.append(step)
+def _probe(step: Probe, broker: MigrationBroker, report: MigrationReport) -> bool:
+    kept = broker.probe(step.queue)
+    if not kept.matches(step.queue):
+        wanted = step.queue
+        raise UnsafeChange(
+            f"queue {wanted.name[: -len(PROBE_SUFFIX)]!r}: the broker turns a queue declared as "
+            f"{_properties(wanted.type, wanted.durable, wanted.auto_delete, wanted.arguments)} into "
+            f"{kept.describe()} (the vhost's default queue type?); the old queue was not touched"
+        )
     return True
+
+
+def _declare(step: Declare, broker: MigrationBroker, report: MigrationReport) -> bool:
+    broker.declare(step.queue)
+    return True
+
+
+def _bind(step: Bind, broker: MigrationBroker, report: MigrationReport) -> bool:
+    broker.bind(step.binding)
+    return True
+
+
+def _unbind(step: Unbind, broker: MigrationBroker, report: MigrationReport) -> bool:
+    broker.unbind(step.binding)
+    return True
+
+
+def _move(step: Move, broker: MigrationBroker, report: MigrationReport) -> bool:
+    moved = broker.move(step.source, step.destination)
+    if is_migration_queue(step.source):
+        report.restored += moved
+    else:
+        report.parked += moved
+    return True
+
+
+def _delete(step: Delete, broker: MigrationBroker, report: MigrationReport) -> bool:
+    return broker.delete_if_empty(step.queue, step.quorum)  # False: not yet empty, observe again
+
+
+# One small function per step; each returns False when the phase must be observed again.
+RUNNERS: dict[type, Callable[[Any, MigrationBroker, MigrationReport], bool]] = {
+    Probe: _probe,
+    Declare: _declare,
+    Bind: _bind,
+    Unbind: _unbind,
+    Move: _move,
+    Delete: _delete,
+}
+
+
+def where_messages_are(observation: Observation, target: Queue, done: list[Step]) -> str:
+    """Where the queue's messages are after the steps done since ``observation``, and what to run."""
+    temp_name = temporary_name(target.name)
+    deleted = {step.queue for step in done if isinstance(step, Delete)}
+    declared = {step.queue.name for step in done if isinstance(step, Declare)}
+    queue_there = (observation.queue is not None or target.name in declared) and target.name not in deleted
+    temporary_there = (observation.temporary is not None or temp_name in declared) and temp_name not in deleted
+    if queue_there and temporary_there:
+        place = f"its messages are in {target.name!r} and in {temp_name!r}"
+    elif temporary_there:
+        place = f"its messages wait in {temp_name!r} ({target.name!r} does not exist now)"
+    else:
+        place = f"its messages are in {target.name!r}"
+    return f"{place}; fix the cause and run `provision apply --migrate` again to finish"
+
+
+def _run_round(
+    steps: tuple[Step, ...],
+    observation: Observation,
+    target: Queue,
+    broker: MigrationBroker,
+    report: MigrationReport,
+    before_step: Callable[[Step], None] | None,
+) -> None:
+    """Run one phase's steps; a broker fault stops the migration with where the messages are."""
+    done: list[Step] = []
+    for step in steps:
+        if before_step is not None:
+            before_step(step)
+        log.info("migrate %s: %s", target.name, step)
+        try:
+            if not RUNNERS[type(step)](step, broker, report):
+                return
+        except UnsafeChange:
+            raise
+        except Exception as error:  # its cause still decides whether the run is retried (broker.retry)
+            raise MigrationStopped(
+                f"migration of queue {target.name!r} stopped: {error}; {where_messages_are(observation, target, done)}"
+            ) from error
+        done.append(step)
+        report.steps.append(step)
 
 
 def migrate_queue(
@@ -221,15 +347,20 @@ def migrate_queue(
     temp_name = temporary_name(target.name)
     for _ in range(MAX_ROUNDS):
         observation = broker.observe(target.name, temp_name)
+        live = observation.queue
+        if live is not None and not live.matches(target) and Declare(target) in report.steps:
+            # the probe passed, yet the broker changed the declaration: stop rather than loop
+            raise MigrationStopped(
+                f"migration of queue {target.name!r} stopped: the broker holds it as {live.describe()} although it "
+                f"was declared with the new properties; {where_messages_are(observation, target, [])}"
+            )
         steps = next_steps(observation, target)
         if not steps:
             return report
         if reason := refusal(observation, target, allow_consumers):
             raise UnsafeChange(reason)
-        for step in steps:
-            if before_step is not None:
-                before_step(step)
-            log.info("migrate %s: %s", target.name, step)
-            if not _run_step(step, broker, report):
-                break
-    raise BrokerError(f"migration of queue {target.name!r} did not settle in {MAX_ROUNDS} rounds")
+        _run_round(steps, observation, target, broker, report, before_step)
+    raise MigrationStopped(
+        f"migration of queue {target.name!r} did not settle in {MAX_ROUNDS} rounds (something keeps changing it); "
+        f"{where_messages_are(broker.observe(target.name, temp_name), target, [])}"
+    )

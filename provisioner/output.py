@@ -50,7 +50,16 @@ def _change_line(change: Change) -> str:
         text += f"  ({change.reason})"
     if change.messages is not None:
         text += f"  [{change.messages} messages, {change.consumers} consumers]"
-    return text
+    return text + parked_text(change)
+
+
+def parked_text(change: Change) -> str:
+    """For a change that finishes an interrupted migration: what waits in its temporary queue."""
+    parked = change.parked
+    if parked is None:
+        return ""
+    held = "" if parked.messages is None else f"{parked.messages} messages, "
+    return f"  [in {parked.name}: {held}{parked.bindings} bindings; apply --migrate finishes it]"
 
 
 def _unmanaged_line(item: Unmanaged) -> str:

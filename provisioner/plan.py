@@ -26,6 +26,19 @@ SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action
 
 
 @dataclass(frozen=True)
+class Parked:
+    """A migration's temporary queue found on the broker: the queue's messages and bindings wait there."""
+
+    name: str
+    bindings: int
+    messages: int | None = None  # exact, over AMQP (None when the plan was made without AMQP)
+    consumers: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "bindings": self.bindings, "messages": self.messages, "consumers": self.consumers}
+
+
+@dataclass(frozen=True)
 class Change:
     """One action on one object; ``reason`` is for people, the rest for machines."""
 
@@ -35,6 +48,7 @@ class Change:
     reason: str = ""
     messages: int | None = None  # for queues being replaced or deleted
     consumers: int | None = None
+    parked: Parked | None = None  # a queue replace that finishes an interrupted migration (apply --migrate)
 
     @property
     def resource(self) -> Resource:
@@ -71,6 +85,8 @@ class Change:
         if self.messages is not None:
             document["messages"] = self.messages
             document["consumers"] = self.consumers
+        if self.parked is not None:
+            document["parked"] = self.parked.to_json()
         return document
 
 

@@ -16,7 +16,16 @@ from typing import Any
 
 from provisioner.broker.lock import is_lock_queue
 from provisioner.broker.management import Management
-from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology, VHost, canonical_arguments
+from provisioner.topology.model import (
+    PROBE_SUFFIX,
+    Binding,
+    Exchange,
+    Policy,
+    Queue,
+    Topology,
+    VHost,
+    canonical_arguments,
+)
 
 # Objects Celery (kombu) declares by itself: remote control, events, worker-direct, native delayed delivery.
 CELERY_OWNED_EXCHANGES = ("celery.pidbox", "reply.celery.pidbox", "celeryev", "C.dq2", "celery_delayed_*")
@@ -160,10 +169,11 @@ def live_from_definitions(
 
 
 def _not_managed_queue(name: str, detail: dict[str, Any]) -> bool:
-    """Exclusive and server-named queues of running clients, Celery's own, and the apply lock."""
+    """Exclusive and server-named queues of running clients, Celery's own, the apply lock, a migration's probe."""
     return (
         bool(detail.get("exclusive"))
         or name.startswith("amq.gen-")
         or celery_owned("queue", name)
         or is_lock_queue(name)
+        or name.endswith(PROBE_SUFFIX)  # deleted at once; expires by itself if its apply was killed
     )

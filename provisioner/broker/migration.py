@@ -77,6 +77,24 @@ class PikaMigrationBroker:
             self._live(queue), self._live(temporary), tuple(sorted(bindings, key=lambda binding: binding.key))
         )
 
+    def probe(self, queue: Queue) -> LiveQueue:
+        """Declare ``queue``, read back what the broker made of it, delete it; the broker's refusal raises."""
+        self._drop(queue.name)  # a killed run may have left one behind, with other arguments
+        try:
+            self.declare(queue)
+        except BrokerError as error:
+            raise BrokerError(f"the broker refuses the new properties: {error}") from error
+        kept = self._live(queue.name)
+        self._drop(queue.name)
+        if kept is None:
+            raise BrokerError(f"queue {queue.name!r} vanished right after it was declared")
+        return kept
+
+    def _drop(self, name: str) -> None:
+        channel = self._channel()
+        channel.queue_delete(name)  # deleting a missing queue is not an error
+        channel.close()
+
     def declare(self, queue: Queue) -> None:
         channel = self._channel()
         try:
@@ -89,12 +107,18 @@ class PikaMigrationBroker:
 
     def bind(self, binding: Binding) -> None:
         channel = self._channel()
-        channel.queue_bind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
+        try:
+            channel.queue_bind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            raise BrokerError(f"cannot bind {binding.name}: {error.reply_text}") from error
         channel.close()
 
     def unbind(self, binding: Binding) -> None:
         channel = self._channel()
-        channel.queue_unbind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
+        try:
+            channel.queue_unbind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            raise BrokerError(f"cannot unbind {binding.name}: {error.reply_text}") from error
         channel.close()
 
     def move(self, source: str, destination: str) -> int:

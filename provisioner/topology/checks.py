@@ -11,6 +11,7 @@ from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
 from provisioner.topology.model import (
     LOCK_QUEUE,
     MIGRATE_SUFFIX,
+    PROBE_SUFFIX,
     Binding,
     Exchange,
     Key,
@@ -56,7 +57,9 @@ def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Prob
             yield origin.problem(f"{resource.kind} name is longer than {MAX_NAME_BYTES} bytes (UTF-8)", at_key=True)
         if resource.kind in ("exchange", "queue") and resource.name.startswith("amq."):
             yield origin.problem(f"{resource.kind} names starting with 'amq.' are reserved by the broker", at_key=True)
-        if resource.kind == "queue" and (resource.name.endswith(MIGRATE_SUFFIX) or resource.name == LOCK_QUEUE):
+        if resource.kind == "queue" and (
+            resource.name.endswith((MIGRATE_SUFFIX, PROBE_SUFFIX)) or resource.name == LOCK_QUEUE
+        ):
             yield origin.problem(f"queue name {resource.name!r} is reserved by provisioner itself", at_key=True)
 
 

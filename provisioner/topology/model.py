@@ -17,6 +17,7 @@ Key = tuple[str, ...]
 # Names the provisioner keeps for its own objects; a topology may not use them.
 LOCK_QUEUE = "provisioner.lock"  # the apply lock (provisioner.broker.lock)
 MIGRATE_SUFFIX = ".provisioner-migrate"  # a migration's temporary queue (provisioner.migrate)
+PROBE_SUFFIX = ".provisioner-probe"  # a migration's trial declaration, deleted at once (provisioner.migrate)
 
 # Friendly queue fields and the x-argument each stands for (as kombu's table does).
 QUEUE_ARGUMENT_NAMES: dict[str, str] = {
