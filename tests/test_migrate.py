@@ -3,23 +3,27 @@ a crash at any step and while publishers keep publishing."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pika
 import pytest
+from click.testing import CliRunner, Result
 from rabbit import MANAGEMENT_URL, api, fresh_vhost, parameters
 
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
 from provisioner.broker.migration import PikaMigrationBroker, run_migration
 from provisioner.broker.retry import NO_RETRY
+from provisioner.cli import main
 from provisioner.errors import UnsafeChange
-from provisioner.migrate import Step, migrate_queue, temporary_name
+from provisioner.migrate import MigrationStopped, Step, migrate_queue, temporary_name
 from provisioner.topology.model import Queue
 
 QUEUE = "work"
@@ -104,7 +108,7 @@ def test_classic_to_quorum_keeps_every_message_property_and_binding(vhost: str, 
     report = migrate(vhost, Queue(vhost, QUEUE, "quorum"))
     elapsed = time.monotonic() - started
     print(f"migrated 1000 messages twice in {elapsed:.2f}s ({2000 / elapsed:.0f} moves/s)")
-    assert report.moved == 2000  # out to the temporary queue and back
+    assert (report.parked, report.restored, report.moves) == (1000, 1000, 2000)  # out and back: 1000 migrated
     assert live_queue(vhost)["type"] == "quorum"
     assert_all_there(channel, vhost, 1000)
 
@@ -112,7 +116,7 @@ def test_classic_to_quorum_keeps_every_message_property_and_binding(vhost: str, 
 def test_x_max_length_change_keeps_every_message(vhost: str, channel: Any) -> None:
     set_up(channel, 1000, {"x-max-length": 5000})
     migrate(vhost, Queue(vhost, QUEUE, "classic", arguments={"x-max-length": 2000}))
-    assert live_queue(vhost)["arguments"] == {"x-max-length": 2000}
+    assert live_queue(vhost)["arguments"] == {"x-max-length": 2000, "x-queue-type": "classic"}
     assert_all_there(channel, vhost, 1000)
 
 
@@ -140,7 +144,7 @@ def test_already_migrated_queue_is_left_alone(vhost: str, channel: Any) -> None:
     set_up(channel, 5)
     target = Queue(vhost, QUEUE, "classic")
     report = migrate(vhost, target)
-    assert report.steps == [] and report.moved == 0
+    assert report.steps == [] and report.moves == 0
     assert_all_there(channel, vhost, 5)
 
 
@@ -148,7 +152,39 @@ class Crash(Exception):
     """Injected between two steps."""
 
 
-def full_run_steps(vhost: str) -> list[Step]:
+TARGET_YAML = """
+version: 1
+vhost: ${TEST_VHOST}
+exchanges:
+  orders: {type: topic}
+queues:
+  work:
+    type: quorum
+    bindings:
+      - {exchange: orders, routing_key: order.created}
+      - {exchange: orders, routing_key: "order.*.paid"}
+      - {exchange: amq.direct, routing_key: work}
+"""
+
+
+def cli(*args: str, vhost: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"TEST_VHOST": vhost}, catch_exceptions=False)
+
+
+def count(vhost: str, name: str) -> int | None:
+    """The queue's exact message count by passive declare over AMQP; None when it does not exist."""
+    connection = pika.BlockingConnection(parameters(vhost))
+    try:
+        return int(connection.channel().queue_declare(name, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 404
+        return None
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def full_run_steps() -> list[Step]:
     with fresh_vhost("migrate-probe") as probe:
         connection = pika.BlockingConnection(parameters(probe))
         set_up(connection.channel(), 1)
@@ -156,10 +192,14 @@ def full_run_steps(vhost: str) -> list[Step]:
         return list(migrate(probe, Queue(probe, QUEUE, "quorum")).steps)
 
 
-def test_crash_before_any_step_then_rerun_converges_with_every_message(vhost: str) -> None:
-    steps = full_run_steps(vhost)
-    assert len(steps) == 18  # declare temp, 3x(bind, unbind), move, delete, declare, 3x(bind, unbind), move, delete
-    for crash_at in range(len(steps)):
+def test_crash_at_every_step_then_plan_shows_it_and_apply_migrate_finishes_it(tmp_path: Path) -> None:
+    topology = tmp_path / "work.yaml"
+    topology.write_text(TARGET_YAML)
+    steps = full_run_steps()
+    moved = [*["Bind", "Unbind"] * 3, "Move", "Delete"]
+    assert [type(step).__name__ for step in steps] == ["Probe", "Declare", "Probe", *moved, "Declare", *moved]
+    last_move = len(steps) - 2
+    for crash_at in range(len(steps)):  # crash_at 11 to 19: after the old queue was declared again
         with fresh_vhost("migrate-crash") as crash_vhost:
             connection = pika.BlockingConnection(parameters(crash_vhost))
             channel = connection.channel()
@@ -173,7 +213,29 @@ def test_crash_before_any_step_then_rerun_converges_with_every_message(vhost: st
 
             with pytest.raises(Crash):
                 migrate(crash_vhost, Queue(crash_vhost, QUEUE, "quorum"), before_step=crash)
-            migrate(crash_vhost, Queue(crash_vhost, QUEUE, "quorum"))
+            parked = count(crash_vhost, temporary_name(QUEUE))
+
+            planned = cli("plan", "--json", "--detailed-exitcode", str(topology), vhost=crash_vhost)
+            assert planned.exit_code == 2, (crash_at, planned.output)
+            (change,) = [c for c in json.loads(planned.output)["changes"] if c["kind"] == "queue"]
+            assert change["action"] == "replace", crash_at
+            if parked is not None:  # the plan counts what waits in the temporary queue, exactly
+                assert change["parked"]["messages"] == parked, crash_at
+                assert "unfinished migration" in change["reason"]
+                refused = cli("apply", str(topology), vhost=crash_vhost)
+                assert refused.exit_code == 1 and "apply --migrate" in refused.output, crash_at
+            assert cli("drift", str(topology), vhost=crash_vhost).exit_code == 2, crash_at
+
+            finished = cli("apply", "--migrate", str(topology), vhost=crash_vhost)
+            assert finished.exit_code == 0, (crash_at, finished.output)
+            if crash_at <= last_move:  # messages, not moves: 100 whatever was parked before the crash
+                assert "100 message(s) migrated" in finished.output, (crash_at, finished.output)
+            else:
+                assert "migrated" not in finished.output, crash_at
+            assert cli("plan", "--detailed-exitcode", str(topology), vhost=crash_vhost).exit_code == 0, crash_at
+            assert count(crash_vhost, QUEUE) == 100, crash_at
+            assert count(crash_vhost, temporary_name(QUEUE)) is None, crash_at
+            assert count(crash_vhost, f"{QUEUE}.provisioner-probe") is None, crash_at
             assert live_queue(crash_vhost)["type"] == "quorum", crash_at
             assert_all_there(channel, crash_vhost, 100)
             connection.close()
@@ -189,7 +251,7 @@ def test_connection_lost_in_the_middle_of_moving_then_rerun_loses_nothing(vhost:
         if type(step).__name__ == "Move":
             threading.Timer(0.3, sock.shutdown, (socket.SHUT_RDWR,)).start()
 
-    with pytest.raises(pika.exceptions.AMQPError):
+    with pytest.raises(MigrationStopped, match=f"its messages are in 'work' and in '{temporary_name(QUEUE)}'"):
         migrate_queue(Queue(vhost, QUEUE, "quorum"), broker, before_step=cut_mid_move)
     assert api("GET", f"queues/{quote(vhost, safe='')}/{temporary_name(QUEUE)}").status_code == 200
     migrate(vhost, Queue(vhost, QUEUE, "quorum"))
