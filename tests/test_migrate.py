@@ -140,6 +140,38 @@ def test_queue_with_consumers_is_refused_until_they_stop(vhost: str, channel: An
     assert_all_there(channel, vhost, 10)
 
 
+REFUSED = {"x-max-priority": 300}  # the broker refuses it (max 255) at declaration: PRECONDITION_FAILED
+
+
+def test_a_declaration_the_broker_refuses_stops_before_the_old_queue_is_touched(vhost: str, channel: Any) -> None:
+    set_up(channel, 50)
+    with pytest.raises(
+        MigrationStopped, match=r"refuses the new properties.*its messages are in 'work'; fix the cause"
+    ):
+        migrate(vhost, Queue(vhost, QUEUE, "classic", arguments=REFUSED))
+    assert count(vhost, QUEUE) == 50
+    assert count(vhost, temporary_name(QUEUE)) is None and count(vhost, f"{QUEUE}.provisioner-probe") is None
+    assert live_bindings(vhost) == set(BINDINGS)
+
+
+def test_a_refused_declaration_mid_migration_never_deletes_the_old_queue(vhost: str, channel: Any) -> None:
+    """Killed with every message parked, then re-run towards a declaration the broker refuses."""
+    set_up(channel, 50)
+
+    def crash_before_delete(step: Step) -> None:
+        if type(step).__name__ == "Delete":
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        migrate(vhost, Queue(vhost, QUEUE, "quorum"), before_step=crash_before_delete)
+    assert (count(vhost, QUEUE), count(vhost, temporary_name(QUEUE))) == (0, 50)
+    with pytest.raises(MigrationStopped, match=f"its messages are in 'work' and in '{temporary_name(QUEUE)}'"):
+        migrate(vhost, Queue(vhost, QUEUE, "classic", arguments=REFUSED))
+    assert (count(vhost, QUEUE), count(vhost, temporary_name(QUEUE))) == (0, 50)  # the old queue still stands
+    migrate(vhost, Queue(vhost, QUEUE, "quorum"))  # a declaration the broker takes finishes it
+    assert count(vhost, QUEUE) == 50 and count(vhost, temporary_name(QUEUE)) is None
+
+
 def test_already_migrated_queue_is_left_alone(vhost: str, channel: Any) -> None:
     set_up(channel, 5)
     target = Queue(vhost, QUEUE, "classic")
