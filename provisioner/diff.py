@@ -13,7 +13,7 @@ from typing import Any
 from provisioner.broker.live import LiveVhost
 from provisioner.migrate import is_migration_queue, original_name
 from provisioner.plan import PHASE_INDEX, Action, Change, Parked, Plan, Unmanaged, describe, value_text
-from provisioner.topology.model import Binding, Policy, Queue, Resource, Topology, VHost
+from provisioner.topology.model import Binding, Key, Policy, Queue, Resource, Topology, VHost
 
 IMMUTABLE_FIELDS = {
     "exchange": ("type", "durable", "auto_delete", "internal"),
@@ -45,8 +45,8 @@ def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tupl
     changes: list[Change] = []
     unmanaged: list[Unmanaged] = []
     for temporary in (q for q in state.topology.queues if is_migration_queue(q.name)):
-        key = ("queue", state.name, original_name(temporary.name))
-        target, live = wanted.pop(key, None), present.pop(key, None)
+        original: Key = ("queue", state.name, original_name(temporary.name))
+        target, live = wanted.pop(original, None), present.pop(original, None)
         assert isinstance(target, Queue | None) and isinstance(live, Queue | None)
         changes.append(_unfinished(temporary, target, live, state))
         del present[temporary.key]

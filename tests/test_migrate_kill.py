@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from rabbit import fresh_vhost, parameters
+from rabbit import fresh_vhost, parameters, wait_for
 
 from provisioner.cli import main
 from provisioner.migrate import temporary_name
@@ -96,12 +96,13 @@ class Publisher:
 
 
 def fill(vhost: str) -> set[bytes]:
+    """The queue's messages before the migration (published at once, then counted until all are there)."""
     connection = pika.BlockingConnection(parameters(vhost))
     channel = connection.channel()
-    channel.confirm_delivery()
     sent = {b"seed-%d" % n for n in range(MESSAGES)}
     for body in sorted(sent):
         channel.basic_publish("orders", "order.created", body, pika.BasicProperties(delivery_mode=2))
+    wait_for(lambda: channel.queue_declare(QUEUE, passive=True).method.message_count == MESSAGES)
     connection.close()
     return sent
 
