@@ -12,7 +12,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,12 +368,18 @@ class _Structure:
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$\$")
 
 
-def interpolate(document: Document, environ: Mapping[str, str] | None = None) -> list[Problem]:
+def interpolate(
+    document: Document,
+    environ: Mapping[str, str] | None = None,
+    wants_text: Callable[[list[Any]], bool] | None = None,
+) -> list[Problem]:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value, in place.
 
     ``$$`` stands for a literal ``$``. A variable that is unset and has no
     default is a problem at the line that uses it. Keys are not interpolated:
-    names of objects stay greppable.
+    names of objects stay greppable. A value that is only ``${VAR}`` takes the
+    YAML type of what it expands to, unless ``wants_text(path)`` says the place
+    takes only strings (``vhost: ${VH}`` with VH=007 stays "007").
     """
     env = os.environ if environ is None else environ
     problems: list[Problem] = []
@@ -403,7 +409,10 @@ def interpolate(document: Document, environ: Mapping[str, str] | None = None) ->
             return
         for key, value in items:
             if isinstance(value, str) and "$" in value:
-                node[key] = _typed(substitute(value, [*path, key]), value)
+                result = substitute(value, [*path, key])
+                whole = _VARIABLE.fullmatch(value.strip()) is not None and value.strip() != "$$"
+                keep = not whole or (wants_text is not None and wants_text([*path, key]))
+                node[key] = result if keep else _typed(result)
             else:
                 walk(value, [*path, key])
 
@@ -411,13 +420,15 @@ def interpolate(document: Document, environ: Mapping[str, str] | None = None) ->
     return problems
 
 
-def _typed(result: str, original: str) -> Any:
-    """A value that was only ``${VAR}`` takes the YAML type of what it expands to (``5000`` is an int)."""
-    if _VARIABLE.fullmatch(original.strip()) and result != original:
-        try:
-            value = yaml.safe_load(result)
-        except yaml.YAMLError:
-            return result
-        if isinstance(value, (int, float, bool)) and not isinstance(value, str):
-            return value
-    return result
+_TYPED_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"})
+
+
+def _typed(text: str) -> Any:
+    """The YAML type of an expanded value (``5000`` is an int, ``no`` a boolean); anything else stays text."""
+    node = yaml.ScalarNode(yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False)), text)
+    if node.tag not in _TYPED_TAGS:
+        return text
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node)
+    except (yaml.YAMLError, ValueError):
+        return text
