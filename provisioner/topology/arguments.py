@@ -66,7 +66,14 @@ QUEUE_ARGUMENTS: dict[str, Argument] = {
         Argument("x-dead-letter-exchange", "str", "", "dead-letter-exchange", queue_types=NOT_STREAM),
         # Streams ignore it; the refusal is reported once, through x-dead-letter-exchange.
         Argument("x-dead-letter-routing-key", "str", "", "dead-letter-routing-key"),
-        Argument("x-queue-master-locator", "str", "", "queue-master-locator"),
+        Argument(
+            "x-queue-master-locator",
+            "str",
+            "",
+            "queue-master-locator",
+            choices=("client-local", "min-masters", "random"),
+            queue_types=CLASSIC,
+        ),
         Argument("x-queue-leader-locator", "str", "", "queue-leader-locator"),
         Argument("x-queue-version", "int", "", "queue-version", 1, 2, queue_types=CLASSIC),
         Argument("x-max-in-memory-length", "int", "", "max-in-memory-length", queue_types=QUORUM),

@@ -249,6 +249,12 @@ def check_values(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Pro
             if problem:
                 where = _written_at(origin, argument.friendly if argument and argument.friendly else name, name)
                 yield origin.problem(f"{where[-1]} {problem}" if argument else f"{name}: {problem}", *where)
+        if "x-dead-letter-routing-key" in queue.arguments and "x-dead-letter-exchange" not in queue.arguments:
+            yield origin.problem(
+                "x-dead-letter-routing-key needs x-dead-letter-exchange (the broker refuses it alone)",
+                "arguments",
+                "x-dead-letter-routing-key",
+            )
     for resource in (*topology.exchanges, *topology.bindings):
         for name, value in resource.arguments.items():
             problem = table_value_problem(value)
