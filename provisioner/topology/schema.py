@@ -86,6 +86,9 @@ def _branches(schema: Any) -> list[dict[str, Any]]:
 
 
 def _children(schema: dict[str, Any], step: Any) -> list[Any]:
+    kinds = _types(schema)
+    if "any" not in kinds and ("array" if isinstance(step, int) else "object") not in kinds:
+        return []  # this branch (dead_letter: true, say) holds no children
     if isinstance(step, int):
         return [schema["items"]] if "items" in schema else []
     if step in schema.get("properties", {}):
