@@ -180,7 +180,7 @@ def read_document(file: str | Path) -> Document:
     if not text.strip():
         raise fail("empty file; a topology needs at least 'version: 1'")
     try:
-        with _collector_paused():
+        with collector_paused():
             loader = _MarkingLoader(text)
             try:
                 node = loader.get_single_node()
@@ -211,7 +211,7 @@ def read_document(file: str | Path) -> Document:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cycle collector while building many objects that form no cycles.
 
     Each collection walks everything built so far, so with it on, loading grows

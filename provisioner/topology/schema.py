@@ -14,7 +14,7 @@ from jsonschema.exceptions import ValidationError
 
 from provisioner.errors import Problem
 from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS
-from provisioner.topology.load import Document
+from provisioner.topology.load import Document, collector_paused
 
 
 @cache
@@ -33,7 +33,9 @@ def _validator() -> Draft202012Validator:
 def schema_problems(document: Document) -> list[Problem]:
     """Every schema violation, each at the line of the offending value."""
     problems = []
-    for error in _validator().iter_errors(document.data):
+    with collector_paused():  # the validator makes many short-lived objects and no cycles
+        errors = list(_validator().iter_errors(document.data))
+    for error in errors:
         for leaf in _leaves(error):
             path = list(leaf.absolute_path)
             if leaf.validator == "additionalProperties":
