@@ -73,26 +73,36 @@ def main() -> None:
     is_flag=True,
     help="Check the files as ONE topology (as plan and apply read them), not each on its own.",
 )
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @reports_errors
-def validate(files: tuple[str, ...], combined: bool) -> None:
+def validate(files: tuple[str, ...], combined: bool, strict: bool) -> None:
     """Check topology FILES against the schema and the meaning rules.
 
     Each file is checked as a topology of its own, so that
     `provision validate topologies/*.yaml` checks independent examples and a
     pre-commit hook can pass any set of changed files. With --combined the
-    files are one topology split across files (one per vhost, say).
+    files are one topology split across files (one per vhost, say). Warnings
+    (what a newer broker refuses, say) are printed and pass, unless --strict.
     """
+    from provisioner.errors import Problem
     from provisioner.topology import load
 
     groups = [list(files)] if combined else [[file] for file in files]
-    problems = []
+    problems: list[Problem] = []
     for group in groups:
+        warnings: list[Problem] = []
         try:
-            topology = load(group)
+            topology = load(group, warnings=warnings)
         except TopologyInvalid as error:
             problems.extend(error.problems)
             continue
-        click.echo(f"valid: {' + '.join(group)} ({_counts(topology)})")
+        finally:
+            if not strict:
+                for warning in warnings:
+                    click.echo(str(warning), err=True)
+        problems.extend(warnings if strict else [])
+        if not (strict and warnings):
+            click.echo(f"valid: {' + '.join(group)} ({_counts(topology)})")
     if problems:
         raise TopologyInvalid(problems)
 

@@ -18,10 +18,12 @@ class Problem:
     column: int
     message: str
     path: str = ""
+    severity: str = "error"  # error | warning: a warning lets validate pass unless --strict
 
     def __str__(self) -> str:
         where = f" (at {one_line(self.path)})" if self.path else ""
-        return f"{one_line(self.file)}:{self.line}:{self.column}: {one_line(self.message)}{where}"
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{one_line(self.file)}:{self.line}:{self.column}: {label}{one_line(self.message)}{where}"
 
 
 def one_line(text: str) -> str:

@@ -222,3 +222,109 @@ def test_every_problem_is_one_line(text: str) -> None:
         with pytest.raises(TopologyInvalid) as caught:
             load([path], environ={})
     assert all("\n" not in str(problem) for problem in caught.value.problems), caught.value
+
+
+# Issue 10: odd scalars where arguments, fields and keys go, and aliases of any shape.
+ODD_SCALARS = st.sampled_from(
+    [
+        "!!binary aGVsbG8=",
+        "2024-01-01",
+        "2024-01-01 10:00:00",
+        ".nan",
+        ".inf",
+        "-.inf",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "99999999999999999999999999",
+        "'--5'",
+        "'²'",
+        "'12abc'",
+        "'-0'",
+        "0x1F",
+        "0o17",
+        "1_000",
+        "190:20:30",
+        "yes",
+        "off",
+        "~",
+        "1e3",
+        "+5",
+        "-5",
+        "1.5",
+        "!!float 1",
+        "!!str 5",
+        "!!int '7'",
+        "[1, 2.5, x]",
+        "{a: .nan}",
+        "''",
+        '"\\u00b2"',
+    ]
+)
+ODD_PLACES = st.sampled_from(
+    [
+        "queues:\n  q:\n    arguments:\n      {key}: {value}\n",
+        "queues:\n  q:\n    {key}: {value}\n",
+        "queues:\n  q:\n    policy:\n      {key}: {value}\n",
+        "policies:\n  p:\n    pattern: q\n    definition:\n      {key}: {value}\n",
+        "exchanges:\n  e:\n    type: headers\n    arguments:\n      {key}: {value}\n",
+        "queues:\n  {value}: {{}}\n",
+        "vhost: {value}\n",
+        "tasks:\n  t:\n    queue: q\n    retry:\n      {key}: {value}\n",
+    ]
+)
+ODD_KEYS = st.sampled_from(
+    [
+        "x-max-length",
+        "x-message-ttl",
+        "x-expires",
+        "x-single-active-consumer",
+        "x-overflow",
+        "x-plugin",
+        "max_length",
+        "message_ttl",
+        "single_active_consumer",
+        "max-length",
+        "message-ttl",
+        "delay",
+        "max_retries",
+        "yes",
+        "~",
+        "007",
+    ]
+)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(ODD_PLACES, ODD_KEYS, ODD_SCALARS), min_size=1, max_size=3))
+def test_odd_scalars_in_every_place(places: list[tuple[str, str, str]]) -> None:
+    for place, key, value in places:
+        check("version: 1\n" + place.format(key=key, value=value))
+
+
+ALIAS_SHAPES = st.sampled_from(
+    [
+        "queues:\n  a: &q {{max_length: {n}}}\n  b: *q\n  c: {{<<: *q, message_ttl: {n}}}\n",
+        "queues: &all\n  a: {{}}\nvhosts:\n  x: {{queues: *all}}\n",
+        "queues:\n  a: &q\n    arguments: &args {{x-max-length: {n}}}\n  b: {{arguments: *args}}\n",
+        "queues:\n  a: {{bindings: &b [{{exchange: amq.topic}}]}}\n  b: {{bindings: *b}}\n",
+        "queues: &q {{a: *q}}\n",
+        "queues:\n  a: {{<<: [*nothing]}}\n",
+        "queues:\n  a: {{<<: 5}}\n",
+        "queues:\n  <<: {{a: {{}}}}\n",
+    ]
+)
+
+
+@SETTINGS
+@given(ALIAS_SHAPES, st.integers(-3, 2**64), st.integers(1, 12), st.integers(1, 12))
+def test_aliases_of_any_shape(shape: str, number: int, depth: int, width: int) -> None:
+    check("version: 1\n" + shape.format(n=number))
+    bomb = "version: 1\nl0: &l0 [x]\n" + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]\n" for i in range(1, depth + 1)
+    )
+    check(bomb)
+    merges = "version: 1\nm0: &m0 {k: 1}\n" + "".join(
+        f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * width)}], k{i}: 1}}\n" for i in range(1, depth + 1)
+    )
+    check(merges)

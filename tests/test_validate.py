@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import subprocess
+import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -586,3 +592,287 @@ def test_broker_retries_expand_into_one_ttl_queue_per_wait(tmp_path: Path) -> No
         arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "billing", "x-message-ttl": 6000},
     )
     assert topology.queue("/", "celery.retry.1s").type == "classic"
+
+
+# Issue 10: hangs and crashes on hostile input, values the broker cannot take, keys YAML retypes.
+
+LAUGHS = "version: 1\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)
+)
+MERGE_BOMB = "version: 1\nm0: &m0 {k0: 1, k1: 2}\n" + "".join(
+    f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}], own{i}: 1}}\n" for i in range(1, 8)
+)
+DEEP_BOMB = "version: 1\nb0: &b0 [x, x]\n" + "".join(f"b{i}: &b{i} [*b{i - 1}, *b{i - 1}]\n" for i in range(1, 60))
+
+
+@pytest.mark.parametrize("text", [LAUGHS, MERGE_BOMB, DEEP_BOMB], ids=["billion-laughs", "merge-keys", "60-levels"])
+def test_alias_bombs_are_refused_in_one_line(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0].startswith(f"{path}:1:1: YAML aliases expand this file by more than")
+    assert "Traceback" not in result.output
+
+
+def test_modest_aliases_and_merge_keys_still_work(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        exchanges:
+          work: {type: direct}
+        queues:
+          a: &defaults {type: quorum, delivery_limit: 5, bindings: [{exchange: work}]}
+          b: {<<: *defaults, delivery_limit: 7}
+          c: *defaults
+        """,
+    )
+    topology = load([path], environ={})
+    assert topology.queue("/", "b") == Queue("/", "b", "quorum", arguments={"x-delivery-limit": 7})
+    assert topology.queue("/", "c") == Queue("/", "c", "quorum", arguments={"x-delivery-limit": 5})
+
+
+def test_an_alias_to_itself_is_one_line(tmp_path: Path) -> None:
+    assert problems_of(write(tmp_path, "version: 1\nqueues: &q {a: *q}\n")) == ["2:9: YAML: an alias refers to itself"]
+
+
+def _validate_in_a_process(file: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `provision validate FILE` as its own process; its output and its peak memory (KiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = subprocess.run(
+        [sys.executable, "-m", "provisioner.cli", "validate", file], capture_output=True, text=True, check=False
+    )
+    return result, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_endless_special_files_are_read_only_up_to_the_limit(device: str) -> None:
+    result, peak_kib = _validate_in_a_process(device)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{device}:1:1: more than 5 MiB; a topology file may be at most 5 MiB",
+        "1 problem(s) found",
+    ]
+    assert peak_kib < 200 * 1024  # bounded: the limit plus the interpreter, never the device
+
+
+def test_a_pipe_is_bounded_whatever_stat_says() -> None:
+    read_end, write_end = os.pipe()  # stat says 0 bytes; the writer never stops
+
+    def endless_writer() -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            while True:
+                os.write(write_end, b"# comment\n" * 100_000)
+
+    writer = threading.Thread(target=endless_writer, daemon=True)
+    writer.start()
+    try:
+        result = CliRunner().invoke(main, ["validate", f"/dev/fd/{read_end}"])
+    finally:
+        os.close(read_end)  # the writer's next write fails: it stops
+        writer.join()
+        os.close(write_end)
+    assert result.exit_code == 1
+    limit = "more than 5 MiB; a topology file may be at most 5 MiB"
+    assert result.output.splitlines()[0] == f"/dev/fd/{read_end}:1:1: {limit}"
+
+
+def test_a_fifo_without_a_writer_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "nobody-writes.fifo"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(main, ["validate", str(fifo)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == f"{fifo}:1:1: empty file; a topology needs at least 'version: 1'"
+
+
+def test_a_process_substitution_pipe_is_read(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"version: 1\nqueues:\n  q: {}\n")
+    os.close(write_end)
+    try:
+        result = CliRunner().invoke(main, ["validate", f"/dev/fd/{read_end}"])
+    finally:
+        os.close(read_end)
+    assert result.exit_code == 0, result.output
+    assert "1 queue(s)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("yes", "key 'yes' is read as a boolean (true); quote it"),
+        ("on", "key 'on' is read as a boolean (true); quote it"),
+        ("no", "key 'no' is read as a boolean (false); quote it"),
+        ("true", "key 'true' is read as a boolean (true); quote it"),
+        ("~", "key '~' is read as null; quote it"),
+        ("null", "key 'null' is read as null; quote it"),
+        ("007", "key '007' is read as an integer (7); quote it"),
+        ("2024-01-01", "key '2024-01-01' is read as a date (2024-01-01); quote it"),
+    ],
+)
+def test_keys_yaml_reads_as_other_types_are_named_with_their_line(tmp_path: Path, key: str, expected: str) -> None:
+    path = write(tmp_path, f"version: 1\nqueues:\n  {key}: {{}}\n  fine: {{}}\n")
+    assert problems_of(path) == [f"3:3: {expected} (at queues.{key})"]
+    quoted = write(tmp_path, f"version: 1\nqueues:\n  '{key}': {{}}\n", name="quoted.yaml")
+    assert load([quoted], environ={}).queues[0].name == key
+
+
+VALUE_CASES = {
+    "dashes": ('x-max-length: "--5"', "x-max-length must be an integer, not the string '--5'"),
+    "superscript": ('x-max-length: "²"', "x-max-length must be an integer, not the string '²'"),
+    "trailing letters": ('x-expires: "12abc"', "x-expires must be an integer, not the string '12abc'"),
+    "float": ("x-max-length: 1.5", "x-max-length must be an integer, not a number with a fraction or exponent (1.5)"),
+    "boolean for integer": ("x-max-priority: true", "x-max-priority must be an integer, not a boolean (true)"),
+    "integer for boolean": ("x-single-active-consumer: 1", "x-single-active-consumer must be true or false, not 1"),
+    "negative ttl": ("x-message-ttl: -1", "x-message-ttl must be between 0 and 4294967295, not -1"),
+    "ttl too long": ("x-message-ttl: 4294967296", "x-message-ttl must be between 0 and 4294967295, not 4294967296"),
+    "negative length": ("x-max-length: -5", "x-max-length must be between 0 and 9223372036854775807, not -5"),
+    "2**63": (
+        "x-max-length-bytes: 9223372036854775808",
+        "x-max-length-bytes must be between 0 and 9223372036854775807, not 9223372036854775808",
+    ),
+    "unknown beyond int64": ("x-plugin: -9223372036854775809", "x-plugin: -9223372036854775809 is outside the signed"),
+    "binary": ("x-plugin: !!binary aGVsbG8=", "x-plugin: an AMQP argument holds strings, integers, booleans, lists"),
+    "date": ("x-plugin: 2024-01-01", "not a date (2024-01-01)"),
+    "timestamp": ("x-plugin: 2024-01-01 10:00:00", "not a datetime (2024-01-01 10:00:00)"),
+    "float in a list": ("x-plugin: [1, 2.5]", "x-plugin: an AMQP argument holds strings"),
+    "null": ("x-plugin: ~", "not an empty value"),
+    "enum": ("x-overflow: drop-tail", "x-overflow must be one of drop-head | reject-publish | reject-publish-dlx"),
+    "string for string argument": ("x-dead-letter-exchange: 5", "x-dead-letter-exchange must be a string, not 5"),
+}
+
+
+@pytest.mark.parametrize("name", list(VALUE_CASES))
+def test_argument_values_the_broker_cannot_take_are_refused_at_their_line(tmp_path: Path, name: str) -> None:
+    line, expected = VALUE_CASES[name]
+    path = write(tmp_path, f"version: 1\nqueues:\n  q:\n    arguments:\n      {line}\n")
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"5:{len(line.split(':')[0]) + 9}: "), problem
+    assert expected in problem, problem
+    assert problem.endswith(f"(at queues.q.arguments.{line.split(':')[0]})")
+
+
+def test_nan_and_infinity_are_refused_everywhere(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        queues:
+          q: {arguments: {x-plugin: .nan}, policy: {max-length: .inf}}
+        tasks:
+          t: {queue: q, retry: {delay: .nan}}
+        """,
+    )
+    assert problems_of(path) == [
+        "3:29: must be a finite number, not NaN or infinity (at queues.q.arguments.x-plugin)",
+        "3:57: must be a finite number, not NaN or infinity (at queues.q.policy.max-length)",
+        "5:32: must be a finite number, not NaN or infinity (at tasks.t.retry.delay)",
+    ]
+
+
+def test_policy_and_exchange_and_binding_values_are_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        exchanges:
+          e: {type: headers, arguments: {alternate-exchange: 1.5}}
+        queues:
+          q:
+            policy: {max-length: "12abc", overflow: sideways}
+            bindings: [{exchange: e, arguments: {x-match: all, n: 99999999999999999999}}]
+        policies:
+          p: {pattern: ^other$, definition: {message-ttl: -1}}
+        """,
+    )
+    assert problems_of(path) == [
+        "3:54: alternate-exchange: an AMQP argument holds strings, integers, booleans, lists and tables, "
+        "not a number with a fraction or exponent (1.5) (at exchanges.e.arguments.alternate-exchange)",
+        "6:26: max-length must be an integer, not the string '12abc' (at queues.q.policy.max-length)",
+        "6:45: overflow must be one of drop-head | reject-publish | reject-publish-dlx, not 'sideways' "
+        "(at queues.q.policy.overflow)",
+        "7:59: n: 99999999999999999999 is outside the signed 64-bit range AMQP carries "
+        "(at queues.q.bindings[0].arguments.n)",
+        "9:51: message-ttl must be between 0 and 4294967295, not -1 (at policies.p.definition.message-ttl)",
+    ]
+
+
+def test_friendly_integers_beyond_int64_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nqueues:\n  q: {max_length: 9223372036854775808}\n")
+    assert problems_of(path) == [
+        "3:19: 9223372036854775808 is greater than the maximum of 9223372036854775807 (at queues.q.max_length)"
+    ]
+
+
+def test_numeric_strings_of_integer_arguments_are_accepted_as_integers(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, 'version: 1\nqueues:\n  q: {arguments: {x-max-length: "42", x-single-active-consumer: "true"}}\n'
+    )
+    assert load([path], environ={}).queues[0].arguments == {"x-max-length": 42, "x-single-active-consumer": True}
+
+
+STRING_PLACES = {
+    "vhost": ("vhost: ${V}\n", lambda t: t.vhosts[0].name),
+    "queue routing key": (
+        "queues:\n  q: {bindings: [{exchange: amq.direct, routing_key: '${V}'}]}\n",
+        lambda t: t.bindings[0].routing_key,
+    ),
+    "policy pattern": (
+        "policies:\n  p: {pattern: '${V}', definition: {max-length: 1}}\n",
+        lambda t: t.policies[0].pattern,
+    ),
+    "dead-letter exchange name": (
+        "queues:\n  q: {dead_letter: {exchange: '${V}'}}\n",
+        lambda t: t.dead_letters[0].exchange,
+    ),
+    "x-dead-letter-exchange argument": (
+        "queues:\n  q: {arguments: {x-dead-letter-exchange: '${V}'}}\n",
+        lambda t: t.queues[0].arguments["x-dead-letter-exchange"],
+    ),
+}
+
+
+@pytest.mark.parametrize("place", list(STRING_PLACES))
+@pytest.mark.parametrize("value", ["2024", "no", "007", "1.5", "true"])
+def test_a_lone_variable_stays_a_string_where_the_schema_wants_one(tmp_path: Path, place: str, value: str) -> None:
+    body, read = STRING_PLACES[place]
+    path = write(tmp_path, "version: 1\n" + body)
+    assert read(load([path], environ={"V": value})) == value
+
+
+@pytest.mark.parametrize(
+    ("body", "value", "expected"),
+    [
+        ("queues:\n  q: {max_length: '${V}'}\n", "5000", {"x-max-length": 5000}),
+        ("queues:\n  q: {single_active_consumer: '${V}'}\n", "yes", {"x-single-active-consumer": True}),
+        ("queues:\n  q: {arguments: {x-plugin: '${V}'}}\n", "007", {"x-plugin": 7}),
+    ],
+)
+def test_a_lone_variable_takes_its_type_where_numbers_or_booleans_belong(
+    tmp_path: Path, body: str, value: str, expected: dict[str, object]
+) -> None:
+    path = write(tmp_path, "version: 1\n" + body)
+    assert load([path], environ={"V": value}).queues[0].arguments == expected
+
+
+def test_a_lone_variable_in_a_queue_policy_takes_the_argument_tables_type(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nqueues:\n  q: {policy: {max-length: '${N}', dead-letter-exchange: '${N}'}}\n")
+    assert load([path], environ={"N": "10"}).policies[0].definition == {"max-length": 10, "dead-letter-exchange": "10"}
+
+
+def test_non_durable_queues_are_a_warning_and_strict_makes_it_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nqueues:\n  q: {durable: false}\n  d: {}\n")
+    expected = (
+        f"{path}:3:16: warning: a non-durable queue: RabbitMQ 4.x refuses it when deprecated features are denied "
+        "(transient_nonexcl_queues); make it durable (at queues.q.durable)"
+    )
+    relaxed = CliRunner().invoke(main, ["validate", str(path)])
+    assert relaxed.exit_code == 0, relaxed.output
+    assert expected in relaxed.output.splitlines()
+    assert "valid:" in relaxed.output
+    strict = CliRunner().invoke(main, ["validate", "--strict", str(path)])
+    assert strict.exit_code == 1
+    assert strict.output.splitlines() == [expected, "1 problem(s) found"]
+    warnings: list[object] = []
+    load([path], environ={}, warnings=warnings)
+    assert [str(w) for w in warnings] == [expected]

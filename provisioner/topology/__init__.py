@@ -10,13 +10,20 @@ from provisioner.topology.checks import meaning_problems
 from provisioner.topology.expand import expand_documents
 from provisioner.topology.load import Document, interpolate, read_document
 from provisioner.topology.model import Topology
-from provisioner.topology.schema import schema_problems
+from provisioner.topology.schema import schema_problems, wants_text
 
 __all__ = ["Topology", "load"]
 
 
-def load(files: Iterable[str | Path], environ: Mapping[str, str] | None = None) -> Topology:
-    """Load and validate topology files as one topology; raise TopologyInvalid with every problem."""
+def load(
+    files: Iterable[str | Path],
+    environ: Mapping[str, str] | None = None,
+    warnings: list[Problem] | None = None,
+) -> Topology:
+    """Load and validate topology files as one topology; raise TopologyInvalid with every problem.
+
+    Findings of severity ``warning`` never fail the load; they are appended to ``warnings`` when given.
+    """
     documents: list[Document] = []
     problems: list[Problem] = []
     for file in files:
@@ -25,7 +32,7 @@ def load(files: Iterable[str | Path], environ: Mapping[str, str] | None = None) 
         except TopologyInvalid as error:
             problems.extend(error.problems)
             continue
-        found = interpolate(document, environ)
+        found = interpolate(document, environ, wants_text)
         if found:
             pass  # an unset variable would only repeat itself as a type error
         elif not isinstance(document.data, dict):
@@ -38,7 +45,12 @@ def load(files: Iterable[str | Path], environ: Mapping[str, str] | None = None) 
     if problems:
         raise TopologyInvalid(problems)
     topology, origins, problems = expand_documents(documents)
-    problems.extend(meaning_problems(topology, origins))
+    for problem in meaning_problems(topology, origins):
+        if problem.severity == "warning":
+            if warnings is not None:
+                warnings.append(problem)
+        else:
+            problems.append(problem)
     if problems:
         raise TopologyInvalid(problems)
     return topology

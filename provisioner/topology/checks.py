@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from provisioner.errors import Problem
+from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS, table_value_problem, value_problem
 from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
 from provisioner.topology.model import (
     LOCK_QUEUE,
@@ -241,6 +242,48 @@ def check_task_patterns(topology: Topology, origins: dict[Key, Origin]) -> Itera
         foreign_queues.setdefault(route.queue, route.pattern)
 
 
+def check_values(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Argument and policy values the broker and AMQP can carry, checked against the argument table."""
+    for queue in topology.queues:
+        origin = origins[queue.key]
+        for name, value in queue.arguments.items():
+            argument = QUEUE_ARGUMENTS.get(name)
+            problem = value_problem(value, argument)
+            if problem:
+                where = _written_at(origin, argument.friendly if argument and argument.friendly else name, name)
+                yield origin.problem(f"{where[-1]} {problem}" if argument else f"{name}: {problem}", *where)
+        if "x-dead-letter-routing-key" in queue.arguments and "x-dead-letter-exchange" not in queue.arguments:
+            yield origin.problem(
+                "x-dead-letter-routing-key needs x-dead-letter-exchange (the broker refuses it alone)",
+                "arguments",
+                "x-dead-letter-routing-key",
+            )
+    for resource in (*topology.exchanges, *topology.bindings):
+        for name, value in resource.arguments.items():
+            problem = table_value_problem(value)
+            if problem:
+                yield origins[resource.key].problem(f"{name}: {problem}", "arguments", name)
+    for policy in topology.policies:
+        origin = origins[policy.key]
+        base = () if _is_queue_policy(policy.key, origins) else ("definition",)
+        for name, value in policy.definition.items():
+            argument = BY_POLICY_KEY.get(name)
+            problem = value_problem(value, argument) if argument else table_value_problem(value)
+            if problem:
+                yield origin.problem(f"{name} {problem}" if argument else f"{name}: {problem}", *base, name)
+
+
+def check_transient_queues(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Warn: RabbitMQ 4.x refuses non-durable, non-exclusive queues once deprecated features are denied."""
+    for queue in topology.queues:
+        if not queue.durable and queue.type == "classic":
+            yield origins[queue.key].warning(
+                "a non-durable queue: RabbitMQ 4.x refuses it when deprecated features are denied "
+                "(transient_nonexcl_queues); make it durable",
+                "durable",
+            )
+
+
 CHECKS: tuple[Check, ...] = (
     check_names,
     check_references,
@@ -248,4 +291,6 @@ CHECKS: tuple[Check, ...] = (
     check_policies,
     check_dead_letter_cycles,
     check_task_patterns,
+    check_values,
+    check_transient_queues,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.errors import Problem
@@ -49,6 +49,9 @@ class Origin:
 
     def problem(self, message: str, *sub: Any, at_key: bool = False) -> Problem:
         return self.document.problem([*self.path, *sub], message, at_key=at_key)
+
+    def warning(self, message: str, *sub: Any, at_key: bool = False) -> Problem:
+        return replace(self.problem(message, *sub, at_key=at_key), severity="warning")
 
     def where(self) -> str:
         mark = self.document.locate_key(self.path)

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from provisioner.topology.arguments import QUEUE_ARGUMENTS, parse_integer
+
 Key = tuple[str, ...]
 
 # Names the provisioner keeps for its own objects; a topology may not use them.
@@ -19,52 +21,29 @@ LOCK_QUEUE = "provisioner.lock"  # the apply lock (provisioner.broker.lock)
 MIGRATE_SUFFIX = ".provisioner-migrate"  # a migration's temporary queue (provisioner.migrate)
 PROBE_SUFFIX = ".provisioner-probe"  # a migration's trial declaration, deleted at once (provisioner.migrate)
 
-# Friendly queue fields and the x-argument each stands for (as kombu's table does).
-QUEUE_ARGUMENT_NAMES: dict[str, str] = {
-    "max_length": "x-max-length",
-    "max_length_bytes": "x-max-length-bytes",
-    "message_ttl": "x-message-ttl",
-    "expires": "x-expires",
-    "overflow": "x-overflow",
-    "max_priority": "x-max-priority",
-    "delivery_limit": "x-delivery-limit",
-    "single_active_consumer": "x-single-active-consumer",
-    "queue_mode": "x-queue-mode",
-    "dead_letter_strategy": "x-dead-letter-strategy",
-    "initial_cluster_size": "x-quorum-initial-group-size",
-    "max_age": "x-max-age",
-}
+# Friendly queue fields and the x-argument each stands for (as kombu's table does), from the one table.
+QUEUE_ARGUMENT_NAMES: dict[str, str] = {a.friendly: a.name for a in QUEUE_ARGUMENTS.values() if a.friendly}
 
-# x-arguments whose value is an integer; the broker may hand them back as strings.
-INTEGER_ARGUMENTS = frozenset(
-    {
-        "x-max-length",
-        "x-max-length-bytes",
-        "x-message-ttl",
-        "x-expires",
-        "x-max-priority",
-        "x-delivery-limit",
-        "x-quorum-initial-group-size",
-        "x-stream-max-segment-size-bytes",
-    }
-)
-BOOLEAN_ARGUMENTS = frozenset({"x-single-active-consumer"})
+# x-arguments whose value is an integer or a boolean; the broker may hand them back as strings.
+INTEGER_ARGUMENTS = frozenset(a.name for a in QUEUE_ARGUMENTS.values() if a.kind == "int")
+BOOLEAN_ARGUMENTS = frozenset(a.name for a in QUEUE_ARGUMENTS.values() if a.kind == "bool")
 
 
 def canonical_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
     """Return arguments in the one form both the file and the live broker are compared in.
 
     ``x-queue-type`` is dropped (it is the queue's ``type`` field), integer
-    arguments given as numeric strings become ints, keys are sorted.
+    arguments given as decimal strings become ints, keys are sorted. Values that
+    are not what the argument takes stay as they are, for validation to report.
     """
     result: dict[str, Any] = {}
     for name in sorted(arguments or {}):
         value = (arguments or {})[name]
         if name == "x-queue-type":
             continue
-        if (name in INTEGER_ARGUMENTS and isinstance(value, str) and value.strip().lstrip("-").isdigit()) or (
-            name in INTEGER_ARGUMENTS and isinstance(value, float) and value.is_integer()
-        ):
+        if name in INTEGER_ARGUMENTS and isinstance(value, str) and parse_integer(value) is not None:
+            value = parse_integer(value)
+        elif name in INTEGER_ARGUMENTS and isinstance(value, float) and value.is_integer():
             value = int(value)
         elif name in BOOLEAN_ARGUMENTS and isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -11,7 +13,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from provisioner.errors import Problem
-from provisioner.topology.load import Document
+from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS
+from provisioner.topology.load import Document, collector_paused
 
 
 @cache
@@ -30,7 +33,9 @@ def _validator() -> Draft202012Validator:
 def schema_problems(document: Document) -> list[Problem]:
     """Every schema violation, each at the line of the offending value."""
     problems = []
-    for error in _validator().iter_errors(document.data):
+    with collector_paused():  # the validator makes many short-lived objects and no cycles
+        errors = list(_validator().iter_errors(document.data))
+    for error in errors:
         for leaf in _leaves(error):
             path = list(leaf.absolute_path)
             if leaf.validator == "additionalProperties":
@@ -38,7 +43,71 @@ def schema_problems(document: Document) -> list[Problem]:
                 problems.append(document.problem([*path, extra[0]], _message(leaf), at_key=True))
             else:
                 problems.append(document.problem(path, _message(leaf)))
+    for path in _non_finite(document.data, []):
+        problems.append(document.problem(path, "must be a finite number, not NaN or infinity"))
     return problems
+
+
+def _non_finite(value: Any, path: list[Any]) -> Iterator[list[Any]]:
+    """Paths of NaN and infinite numbers: JSON Schema's bounds never catch NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, [*path, index])
+
+
+def wants_text(path: list[Any]) -> bool:
+    """Whether the schema (or, in argument tables and policies, the argument table) takes only a string here."""
+    if len(path) >= 2 and path[-2] in ("arguments", "definition", "policy") and isinstance(path[-1], str):
+        known = QUEUE_ARGUMENTS.get(path[-1]) or BY_POLICY_KEY.get(path[-1])
+        if known is not None:
+            return known.kind == "str"
+    schemas = [topology_schema()]
+    for step in path:
+        schemas = [child for schema in schemas for branch in _branches(schema) for child in _children(branch, step)]
+    kinds = {kind for schema in schemas for branch in _branches(schema) for kind in _types(branch)}
+    return bool(schemas) and kinds == {"string"}
+
+
+def _resolve(schema: Any) -> dict[str, Any]:
+    if not isinstance(schema, dict):
+        return {}
+    while "$ref" in schema:
+        schema = topology_schema()["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _branches(schema: Any) -> list[dict[str, Any]]:
+    schema = _resolve(schema)
+    alternatives = schema.get("oneOf") or schema.get("anyOf")
+    return [b for alt in alternatives for b in _branches(alt)] if alternatives else [schema]
+
+
+def _children(schema: dict[str, Any], step: Any) -> list[Any]:
+    kinds = _types(schema)
+    if "any" not in kinds and ("array" if isinstance(step, int) else "object") not in kinds:
+        return []  # this branch (dead_letter: true, say) holds no children
+    if isinstance(step, int):
+        return [schema["items"]] if "items" in schema else []
+    if step in schema.get("properties", {}):
+        return [schema["properties"][step]]
+    extra = schema.get("additionalProperties", {})
+    return [extra] if extra is not False else []
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types a schema admits ("any" when it says nothing)."""
+    if "const" in schema or "enum" in schema:
+        values = [schema["const"]] if "const" in schema else schema["enum"]
+        return {"string" if isinstance(v, str) else "other" for v in values}
+    kind = schema.get("type")
+    if kind is None:
+        return {"any"}
+    return set(kind) if isinstance(kind, list) else {kind}
 
 
 def _leaves(error: ValidationError) -> list[ValidationError]:

@@ -1,0 +1,110 @@
+"""What validate accepts, apply applies, the broker keeps, and the rendered config imports.
+
+A property test over queue argument tables drawn from the space validate accepts
+(the x-argument table's types and ranges, and unknown arguments limited to what
+AMQP tables carry), against the real broker in a fresh vhost each time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rabbit import api
+
+from provisioner.apply import ApplyOptions, converge, make_plan
+from provisioner.broker.endpoints import Endpoints
+from provisioner.broker.management import Management
+from provisioner.celery.render import render
+from provisioner.topology import load
+from provisioner.topology.arguments import INT64_MAX, INT64_MIN, MAX_EXPIRY_MS, QUEUE_ARGUMENTS
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+INT64 = st.integers(min_value=INT64_MIN, max_value=INT64_MAX)
+AMQP_VALUE = st.recursive(
+    st.one_of(TEXT, st.booleans(), INT64),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _known(name: str) -> st.SearchStrategy[Any]:
+    """Values the table accepts for a known argument (integers also as decimal strings, as files write them)."""
+    argument = QUEUE_ARGUMENTS[name]
+    if argument.kind == "bool":
+        return st.booleans()
+    if argument.choices:
+        return st.sampled_from(argument.choices)
+    if argument.kind == "str":
+        return TEXT
+    number = st.integers(min_value=argument.minimum, max_value=argument.maximum)
+    return number | number.map(str)
+
+
+# Arguments a classic queue takes. x-expires is kept long: a queue that expires during the test is not drift.
+CLASSIC_ARGUMENTS = {
+    name: _known(name)
+    for name in (
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-message-ttl",
+        "x-overflow",
+        "x-max-priority",
+        "x-single-active-consumer",
+        "x-queue-mode",
+        "x-dead-letter-exchange",
+        "x-queue-master-locator",
+    )
+}
+CLASSIC_ARGUMENTS["x-expires"] = st.integers(min_value=3_600_000, max_value=MAX_EXPIRY_MS)
+CLASSIC_ARGUMENTS["x-test-plugin"] = AMQP_VALUE
+
+TABLES = st.fixed_dictionaries({}, optional=CLASSIC_ARGUMENTS)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TABLES)
+def test_accepted_arguments_apply_converge_and_render(tmp_path_factory: Any, arguments: dict[str, Any]) -> None:
+    vhost = f"test-args-{uuid.uuid4().hex[:10]}"
+    folder = tmp_path_factory.mktemp("args")
+    topology = {
+        "version": 1,
+        "vhost": vhost,
+        "queues": {"work": {"arguments": arguments}},
+        "tasks": {"app.work": {"queue": "work"}},
+        "celery": {"default_queue": "work"},
+    }
+    file = folder / "topology.yaml"
+    file.write_text(yaml.safe_dump(topology, allow_unicode=True))
+    desired = load([file], environ={})  # validate accepts it
+    management = Management(Endpoints())
+    try:
+        report = converge(desired, Endpoints(), management, ApplyOptions(workers=1))
+        assert not report.plan.is_empty
+        again = make_plan(desired, management)
+        assert again.is_empty, [str(c) for c in again.changes]
+        live = api("GET", f"queues/{quote(vhost, safe='')}/work").json()["arguments"]
+        for name in arguments:
+            assert name in live, (name, live)
+    finally:
+        api("DELETE", f"vhosts/{quote(vhost, safe='')}")
+    config = folder / "celeryconfig_under_test.py"
+    config.write_text(render(desired))
+    module = _import(config)
+    (queue,) = module.task_queues
+    rendered = {name: value for name, value in queue.queue_arguments.items() if name != "x-queue-type"}
+    assert rendered == desired.queues[0].arguments
+
+
+def _import(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
