@@ -286,19 +286,21 @@ def apply(
 def render(files: tuple[str, ...], output: str, check: bool) -> None:
     """Write the Celery config module (task_queues, task_routes, worker settings) for the topology."""
     from provisioner.celery.render import render as render_config
+    from provisioner.celery.render import source_names
     from provisioner.topology import load
 
-    text = render_config(load(files), sources=files)
+    text = render_config(load(files), sources=source_names(files, output))
+    command = f"provision render {' '.join(files)} -o {output}"
     if check:
         try:
             current = Path(output).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            click.echo(f"stale: {output} does not exist; run: {command}")
+            sys.exit(EXIT_CHANGES)
         except OSError as error:
             raise ProvisionerError(f"cannot read {output}: {error.strerror or error}") from None
         if current != text:
-            click.echo(
-                f"stale: {output} differs from what the topology renders; run: provision render "
-                f"{' '.join(files)} -o {output}"
-            )
+            click.echo(f"stale: {output} differs from what the topology renders; run: {command}")
             sys.exit(EXIT_CHANGES)
         click.echo(f"fresh: {output} matches {', '.join(files)}")
         return

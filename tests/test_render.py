@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,29 @@ def test_render_check_exit_codes(tmp_path: Path) -> None:
     stale = CliRunner().invoke(main, ["render", "--check", seed, "-o", str(output)])
     assert stale.exit_code == 2 and "stale" in stale.output
     missing = CliRunner().invoke(main, ["render", "--check", seed, "-o", str(tmp_path / "none.py")])
-    assert missing.exit_code == 1 and "cannot read" in missing.output
+    assert missing.exit_code == 2, missing.output
+    assert missing.output.startswith(f"stale: {tmp_path / 'none.py'} does not exist; run: provision render ")
+
+
+def test_render_check_does_not_depend_on_how_a_path_is_spelled(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    output = tmp_path / "celeryconfig.py"
+    assert CliRunner().invoke(main, ["render", "topologies/seed.yaml", "-o", str(output)]).exit_code == 0
+    written = output.read_text()
+    for spelling in (
+        "./topologies/seed.yaml",
+        str(REPO / "topologies" / "seed.yaml"),
+        "topologies/../topologies/seed.yaml",
+    ):
+        checked = CliRunner().invoke(main, ["render", "--check", spelling, "-o", str(output)])
+        assert checked.exit_code == 0, (spelling, checked.output)
+    monkeypatch.chdir(tmp_path)  # another working directory, the same files
+    checked = CliRunner().invoke(
+        main, ["render", "--check", str(REPO / "topologies/seed.yaml"), "-o", "celeryconfig.py"]
+    )
+    assert checked.exit_code == 0, checked.output
+    # named from the output's folder, whatever the spelling or working directory
+    assert written.splitlines()[1] == f"# Source: {os.path.relpath(REPO / 'topologies' / 'seed.yaml', tmp_path)}"
 
 
 def test_no_credentials_in_the_rendered_file(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ worker never redeclares (never PRECONDITION_FAILED), while Celery still reads
 
 from __future__ import annotations
 
+import os
 import pprint
 from collections.abc import Iterable
+from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
@@ -90,6 +92,24 @@ def render(topology: Topology, sources: Iterable[str] | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def source_names(files: Iterable[str], output: str) -> list[str]:
+    """The sources as the rendered file names them: relative to the output's folder, posix, however spelled.
+
+    ``./topologies/seed.yaml``, ``topologies/seed.yaml`` and its absolute path
+    render the same bytes, from any working directory, so ``render --check``
+    never calls a fresh file stale. Standard output counts from the working directory.
+    """
+    base = os.path.abspath(os.path.dirname(output) if output != "-" else os.curdir)
+    names = []
+    for file in files:
+        try:
+            name = os.path.relpath(os.path.abspath(file), base)
+        except ValueError:  # another drive (Windows): no relative path exists
+            name = os.path.basename(file)
+        names.append(PurePath(name).as_posix())
+    return names
 
 
 def _consumed_queues(part: Topology) -> list[Queue]:
