@@ -60,7 +60,7 @@ def make_plan(
     exact message and consumer counts by passive declares (the management API's
     lag by its statistics interval); a plan without such queues costs nothing more.
     """
-    plan = differences(desired, read_live(management, [v.name for v in desired.vhosts]), prune)
+    plan = differences(desired, read_live(management, [v.name for v in desired.vhosts], desired), prune)
     return plan if endpoints is None else with_exact_counts(plan, endpoints, management.backoff)
 
 

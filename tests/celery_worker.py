@@ -19,7 +19,7 @@ APP_DIR = Path(__file__).parent / "celery_app"
 class Worker:
     """A `celery worker` subprocess (solo pool) on the rendered config."""
 
-    def __init__(self, folder: Path, vhost: str) -> None:
+    def __init__(self, folder: Path, vhost: str, consume: tuple[str, ...] | None = None) -> None:
         self.observed = folder / "observed.jsonl"
         self.log = folder / "worker.log"
         env = {
@@ -30,6 +30,8 @@ class Worker:
         }
         command = [sys.executable, "-m", "celery", "-A", "e2e_app", "worker", "-P", "solo", "-l", "INFO"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        if consume is not None:
+            command += ["-Q", ",".join(consume)]  # the other task_queues are still Celery's (bound, routed)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -73,11 +75,14 @@ def drain(vhost: str, queue: str) -> list[tuple[bytes, dict]]:
     return found
 
 
-def start_worker(folder: Path, vhost: str, queues: tuple[str, ...] = ("celery", "example")) -> Worker:
-    """Start a worker and wait until it consumes every one of ``queues``."""
-    worker = Worker(folder, vhost)
+def start_worker(
+    folder: Path, vhost: str, queues: tuple[str, ...] = ("celery", "example"), only: bool = False
+) -> Worker:
+    """Start a worker and wait until it consumes every one of ``queues`` (with ``only``, no other) and is ready."""
+    worker = Worker(folder, vhost, consume=queues if only else None)
     try:
         wait_for(lambda: all(counts(vhost, queue)[1] == 1 for queue in queues), timeout=60)
+        wait_for(lambda: " ready." in worker.output(), timeout=60)  # every consumer bootstep has started
     except AssertionError:
         worker.stop()
         raise AssertionError(f"worker did not start consuming:\n{worker.output()[-3000:]}") from None

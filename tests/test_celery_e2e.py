@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pika
 import pytest
 from celery_worker import counts, drain, publisher, start_worker
 from click.testing import CliRunner
-from rabbit import parameters, wait_for
+from rabbit import api, parameters, wait_for
 
 from provisioner.cli import main
 
@@ -114,3 +116,102 @@ def test_the_worker_starts_on_quorum_queues_without_precondition_failed(provisio
         .exit_code
         == 0
     )  # Celery's own objects are no drift
+
+
+DELAYED = """
+version: 1
+vhost: ${TEST_VHOST}
+exchanges:
+  tasks: {type: topic}
+  notify: {type: headers}
+queues:
+  celery:
+    type: quorum
+    bindings: [{exchange: tasks, routing_key: celery}]
+    dead_letter: true
+  notify.email:
+    type: quorum
+    bindings: [{exchange: notify, arguments: {x-match: all, channel: email}}]
+  notify.sms:
+    bindings: [{exchange: notify, arguments: {x-match: all, channel: sms}}]
+tasks:
+  e2e.notify:
+    queue: notify.email
+  e2e.*:
+    queue: celery
+celery:
+  default_queue: celery
+"""
+
+
+@pytest.fixture
+def delayed(tmp_path: Path, vhost_name: str) -> Iterator[tuple[Path, str]]:
+    """Quorum queues behind a topic and a headers exchange: Celery's native delayed delivery is on."""
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(textwrap.dedent(DELAYED))
+    env = {"TEST_VHOST": vhost_name}
+    applied = CliRunner().invoke(main, ["apply", str(topology)], env=env)
+    assert applied.exit_code == 0, applied.output
+    rendered = CliRunner().invoke(main, ["render", str(topology), "-o", str(tmp_path / "celeryconfig.py")], env=env)
+    assert rendered.exit_code == 0, rendered.output
+    yield tmp_path, vhost_name
+
+
+def _bindings(vhost: str, queue: str) -> set[tuple[str, str]]:
+    found = api("GET", f"queues/{quote(vhost, safe='')}/{quote(queue, safe='')}/bindings").json()
+    return {(b["source"], b["routing_key"]) for b in found}
+
+
+def test_countdown_tasks_arrive_after_apply_prune(delayed: tuple[Path, str]) -> None:
+    folder, vhost = delayed
+    env = {"TEST_VHOST": vhost}
+    connection = pika.BlockingConnection(parameters(vhost))
+    channel = connection.channel()  # what an old config's worker or a hand left behind: prune takes them
+    channel.queue_bind("celery", "tasks", "#.other")
+    channel.queue_bind("notify.email", "notify", "#.")
+    connection.close()
+    worker = start_worker(folder, vhost, queues=("celery", "notify.email"))
+    try:
+        assert ("tasks", "#.celery") in _bindings(vhost, "celery")  # the worker's native delayed delivery
+        planned = CliRunner().invoke(main, ["plan", str(folder / "topology.yaml")], env=env)
+        assert "#.celery" not in planned.output and "#.other" in planned.output, planned.output
+        pruned = CliRunner().invoke(main, ["apply", "--prune", str(folder / "topology.yaml")], env=env)
+        assert pruned.exit_code == 0, pruned.output
+        assert "Applied: 0 created, 0 updated, 0 replaced, 2 deleted" in pruned.output, pruned.output
+        assert ("tasks", "#.celery") in _bindings(vhost, "celery")
+        assert ("tasks", "#.other") not in _bindings(vhost, "celery")
+
+        sent = time.time()
+        publisher(folder, vhost).send_task("e2e.stamp", args=[3], countdown=3)
+        record = wait_for(lambda: next((r for r in worker.records() if r["task"] == "stamp"), None), timeout=60)
+        assert record["value"] == 3 and record["at"] - sent >= 3  # it waited in the broker, then arrived
+    finally:
+        worker.stop()
+    replanned = CliRunner().invoke(main, ["plan", "--detailed-exitcode", str(folder / "topology.yaml")], env=env)
+    assert replanned.exit_code == 0 and "Not in the topology" not in replanned.output, replanned.output
+
+
+def test_a_headers_exchange_routes_as_the_topology_says_while_a_worker_runs(delayed: tuple[Path, str]) -> None:
+    folder, vhost = delayed
+    # The worker consumes only `celery`: notify.email stays one of its task_queues (Celery binds and routes it)
+    # but nothing takes messages off it, so what reaches it is counted exactly.
+    worker = start_worker(folder, vhost, queues=("celery",), only=True)
+    try:
+        connection = pika.BlockingConnection(parameters(vhost))
+        channel = connection.channel()
+        channel.confirm_delivery()  # confirmed means routed: the counts below are final
+        for number in range(5):
+            properties = pika.BasicProperties(headers={"channel": "sms"}, delivery_mode=2)
+            channel.basic_publish("notify", "", f"sms {number}".encode(), properties)
+        connection.close()
+        assert counts(vhost, "notify.sms")[0] == 5
+        assert counts(vhost, "notify.email")[0] == 0  # no binding of the worker's captured them
+
+        publisher(folder, vhost).send_task("e2e.notify", args=["hello"])  # a Celery task for notify.email
+        assert counts(vhost, "notify.email")[0] == 1  # arrives (through the default exchange), alone
+        assert counts(vhost, "notify.sms")[0] == 5
+        assert {key for source, key in _bindings(vhost, "notify.email") if source == "notify"} == {""}  # no "#."
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()
+    assert "unknown message" not in worker.output()

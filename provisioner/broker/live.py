@@ -27,9 +27,21 @@ from provisioner.topology.model import (
     canonical_arguments,
 )
 
+# Native delayed delivery (kombu.transport.native_delayed_delivery): 28 levels of exchange + queue, and the
+# exchange the last level dead-letters into. Exact names, never a pattern.
+CELERY_DELAYED_LEVELS = tuple(f"celery_delayed_{level}" for level in range(28))
+CELERY_DELAYED_DELIVERY = "celery_delayed_delivery"
+
 # Objects Celery (kombu) declares by itself: remote control, events, worker-direct, native delayed delivery.
-CELERY_OWNED_EXCHANGES = ("celery.pidbox", "reply.celery.pidbox", "celeryev", "C.dq2", "celery_delayed_*")
-CELERY_OWNED_QUEUES = ("*.celery.pidbox", "*.reply.celery.pidbox", "celeryev.*", "*.dq2", "celery_delayed_*")
+CELERY_OWNED_EXCHANGES = (
+    "celery.pidbox",
+    "reply.celery.pidbox",
+    "celeryev",
+    "C.dq2",
+    *CELERY_DELAYED_LEVELS,
+    CELERY_DELAYED_DELIVERY,
+)
+CELERY_OWNED_QUEUES = ("*.celery.pidbox", "*.reply.celery.pidbox", "celeryev.*", "*.dq2", *CELERY_DELAYED_LEVELS)
 
 
 _CELERY_OWNED = {
@@ -41,6 +53,29 @@ _CELERY_OWNED = {
 def celery_owned(kind: str, name: str) -> bool:
     """Whether Celery makes this object itself (never drift, never pruned)."""
     return _CELERY_OWNED[kind].match(name) is not None
+
+
+def delayed_delivery_key(routing_key: str) -> str:
+    """The key Celery binds a queue with for native delayed delivery (kombu's rule)."""
+    return routing_key if routing_key.startswith("#") else f"#.{routing_key}"
+
+
+def celery_delayed_binding(binding: Binding, desired: Topology) -> bool:
+    """Whether a worker on the rendered config made this binding for native delayed delivery.
+
+    Exactly: ``#.{key}`` without arguments, from the exchange of one of the
+    queue's own topology bindings (key ``key``), when that exchange is neither
+    direct (Celery skips those) nor headers (never bound so; such a binding
+    would capture every message of the exchange).
+    """
+    if binding.destination_type != "queue" or binding.arguments or binding in desired.bindings:
+        return False  # a binding of the topology itself (key starting with #) stays managed
+    return any(
+        wanted.source == binding.source
+        and delayed_delivery_key(wanted.routing_key) == binding.routing_key
+        and desired.exchange_type(binding.vhost, wanted.source) not in (None, "direct", "headers")
+        for wanted in desired.bindings_of(binding.vhost, binding.destination)
+    )
 
 
 @dataclass(frozen=True)
@@ -62,27 +97,31 @@ class LiveVhost:
     ignored: int = 0  # objects of Celery's or the broker's own, left out
 
 
-def read_vhost(management: Management, vhost: str) -> LiveVhost:
+def read_vhost(management: Management, vhost: str, desired: Topology | None = None) -> LiveVhost:
     """The live state of one vhost in one request."""
     definitions = management.definitions(vhost)
     if definitions is None:
         return LiveVhost(vhost, exists=False)
-    return live_from_definitions(vhost, definitions)
+    return live_from_definitions(vhost, definitions, desired=desired)
 
 
-def read_live(management: Management, vhosts: Iterable[str]) -> dict[str, LiveVhost]:
+def read_live(management: Management, vhosts: Iterable[str], desired: Topology | None = None) -> dict[str, LiveVhost]:
     """The live state of every vhost a topology manages."""
-    return {vhost: read_vhost(management, vhost) for vhost in vhosts}
+    return {vhost: read_vhost(management, vhost, desired) for vhost in vhosts}
 
 
 def live_from_definitions(
-    vhost: str, definitions: dict[str, Any], details: dict[str, dict[str, Any]] | None = None
+    vhost: str,
+    definitions: dict[str, Any],
+    details: dict[str, dict[str, Any]] | None = None,
+    desired: Topology | None = None,
 ) -> LiveVhost:
     """Pure: the management API's answers -> LiveVhost (recorded answers make the diff tests).
 
     ``details`` (GET /api/queues rows) adds counts; without it a queue's type
     comes from its ``x-queue-type`` argument, the only way a type is set.
-    Definitions never hold exclusive queues.
+    Definitions never hold exclusive queues. With ``desired``, the bindings
+    Celery's native delayed delivery makes for its bindings are left out too.
     """
     details = details or {}
     ignored = 0
@@ -133,16 +172,18 @@ def live_from_definitions(
         ):
             ignored += 1
             continue
-        bindings.append(
-            Binding(
-                vhost,
-                source,
-                destination,
-                item["destination_type"],
-                item.get("routing_key", ""),
-                canonical_arguments(item.get("arguments")),
-            )
+        binding = Binding(
+            vhost,
+            source,
+            destination,
+            item["destination_type"],
+            item.get("routing_key", ""),
+            canonical_arguments(item.get("arguments")),
         )
+        if desired is not None and celery_delayed_binding(binding, desired):
+            ignored += 1
+            continue
+        bindings.append(binding)
     policies = [
         Policy(
             vhost,

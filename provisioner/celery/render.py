@@ -130,17 +130,23 @@ def _route_queue(queue: str, consume: str, topology: Topology) -> str:
 
 
 def _route_of(topology: Topology, queue: Queue) -> tuple[str, str]:
-    """The exchange and routing key a publisher uses: the first binding, or the default exchange."""
+    """The exchange and routing key a publisher uses: the first binding, or the default exchange.
+
+    A queue whose first binding is from a headers exchange is published to
+    through the default exchange: a Celery message carries none of the match
+    headers (it would be unroutable), and Celery's native delayed delivery
+    binds every non-direct exchange with no match arguments, which on a
+    headers exchange captures every message of the exchange.
+    """
     bindings = topology.bindings_of(queue.vhost, queue.name)
-    if not bindings:
+    if not bindings or topology.exchange_type(queue.vhost, bindings[0].source) == "headers":
         return "", queue.name
     return bindings[0].source, bindings[0].routing_key
 
 
 def _queue_source(topology: Topology, queue: Queue) -> str:
     exchange_name, routing_key = _route_of(topology, queue)
-    exchange = next((x for x in topology.exchanges if x.vhost == queue.vhost and x.name == exchange_name), None)
-    exchange_type = exchange.type if exchange is not None else "direct"
+    exchange_type = topology.exchange_type(queue.vhost, exchange_name) or "direct"
     return (
         f"    Queue(\n"
         f"        {queue.name!r},\n"

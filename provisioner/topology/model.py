@@ -21,6 +21,16 @@ LOCK_QUEUE = "provisioner.lock"  # the apply lock (provisioner.broker.lock)
 MIGRATE_SUFFIX = ".provisioner-migrate"  # a migration's temporary queue (provisioner.migrate)
 PROBE_SUFFIX = ".provisioner-probe"  # a migration's trial declaration, deleted at once (provisioner.migrate)
 
+# The broker's built-in exchanges a binding may name, and their types.
+BUILT_IN_EXCHANGE_TYPES = {
+    "amq.direct": "direct",
+    "amq.fanout": "fanout",
+    "amq.topic": "topic",
+    "amq.headers": "headers",
+    "amq.match": "headers",
+    "amq.rabbitmq.trace": "topic",
+}
+
 # Friendly queue fields and the x-argument each stands for (as kombu's table does), from the one table.
 QUEUE_ARGUMENT_NAMES: dict[str, str] = {a.friendly: a.name for a in QUEUE_ARGUMENTS.values() if a.friendly}
 
@@ -305,6 +315,11 @@ class Topology:
         return tuple(
             b for b in self.bindings if b.vhost == vhost and b.destination_type == "queue" and b.destination == queue
         )
+
+    def exchange_type(self, vhost: str, name: str) -> str | None:
+        """The type of an exchange of the topology or a built-in one; None when unknown."""
+        exchange = next((x for x in self.exchanges if x.vhost == vhost and x.name == name), None)
+        return exchange.type if exchange is not None else BUILT_IN_EXCHANGE_TYPES.get(name)
 
     def dead_letter_of(self, vhost: str, queue: str) -> DeadLetter | None:
         """The dead-letter target of a queue, if it has one."""

@@ -38,3 +38,13 @@ def always_fails(self) -> None:
 @app.task(name="e2e.works")
 def works(value: int) -> None:
     observe(task="works", value=value)
+
+
+@app.task(name="e2e.stamp")
+def stamp(value: int) -> None:
+    observe(task="stamp", value=value, at=time.time())
+
+
+@app.task(name="e2e.notify")
+def notify(value: str) -> None:
+    observe(task="notify", value=value)
