@@ -58,6 +58,7 @@ def test_a_waiting_retry_survives_a_worker_stop_and_ends_dead_lettered(
     finally:
         worker.stop()
     assert worker.process.returncode is not None
+    logs = worker.output()
     # No worker runs: the broker alone brings the retry back to the work queue when its TTL runs out.
     wait_for(lambda: counts(vhost, "celery")[0] == 1, timeout=30)
     assert counts(vhost, "celery.retry.2s")[0] == 0
@@ -78,5 +79,10 @@ def test_a_waiting_retry_survives_a_worker_stop_and_ends_dead_lettered(
     assert headers["x-failed-task"] == "e2e.always_fails" and headers["x-exception"] == "RuntimeError: always fails"
     assert [(d["queue"], d["reason"]) for d in headers["x-death"]] == [("celery.retry.2s", "expired")]
     assert "PRECONDITION_FAILED" not in worker.output()
+    # The logs say what happens: the wait and where it waits, no countdown that is not one, where it went.
+    logs += worker.output()
+    assert "Retry in 2s, waiting in celery.retry.2s" in logs
+    assert "Retry in 0s" not in logs and "no retry queue" not in logs
+    assert "dead-lettered to exchange 'celery.dead', key 'celery.dead'" in logs
     replanned = CliRunner().invoke(main, ["plan", "--detailed-exitcode", str(topology)], env={"TEST_VHOST": vhost})
     assert replanned.exit_code == 0, replanned.output

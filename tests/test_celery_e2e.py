@@ -215,3 +215,42 @@ def test_a_headers_exchange_routes_as_the_topology_says_while_a_worker_runs(dela
     finally:
         worker.stop()
     assert "unknown message" not in worker.output()
+
+
+WAITS = """
+version: 1
+vhost: ${TEST_VHOST}
+exchanges:
+  celery: {type: direct}
+queues:
+  celery:
+    bindings: [{exchange: celery, routing_key: celery}]
+    dead_letter: true
+tasks:
+  e2e.always_fails:
+    queue: celery
+    retry: {via: worker, delay: 1, max_retries: 2}   # backoff (the default): waits 1 s, then 2 s
+  e2e.*:
+    queue: celery
+celery:
+  default_queue: celery
+"""
+
+
+def test_worker_retries_wait_the_topologys_delay(tmp_path: Path, vhost_name: str) -> None:
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(textwrap.dedent(WAITS))
+    env = {"TEST_VHOST": vhost_name}
+    assert CliRunner().invoke(main, ["apply", str(topology)], env=env).exit_code == 0
+    rendered = CliRunner().invoke(main, ["render", str(topology), "-o", str(tmp_path / "celeryconfig.py")], env=env)
+    assert rendered.exit_code == 0, rendered.output
+    worker = start_worker(tmp_path, vhost_name, queues=("celery",))
+    try:
+        publisher(tmp_path, vhost_name).send_task("e2e.always_fails")
+        wait_for(lambda: counts(vhost_name, "celery.dead")[0] == 1, timeout=60)
+    finally:
+        worker.stop()
+    times = sorted(r["at"] for r in worker.records() if r["task"] == "always_fails")
+    assert len(times) == 3
+    assert times[1] - times[0] >= 1 and times[2] - times[1] >= 2  # no jitter: the delay is the wait
+    assert "Retry in 1s" in worker.output() and "Retry in 2s" in worker.output()

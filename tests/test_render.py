@@ -85,3 +85,15 @@ def test_no_credentials_in_the_rendered_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["render", str(REPO / "topologies" / "seed.yaml"), "-o", str(output)], env=env)
     assert result.exit_code == 0
     assert "hunter2" not in output.read_text() and "guest" not in output.read_text()
+
+
+def test_jitter_is_an_explicit_retry_option(tmp_path: Path) -> None:
+    topology = tmp_path / "t.yaml"
+    base = "version: 1\nqueues: {celery: {}}\ntasks:\n  a.b: {queue: celery, retry: RETRY}\n"
+    topology.write_text(base.replace("RETRY", "{delay: 1}"))
+    assert "'jitter': False" in render(load([topology], environ={}))  # default: the delay is the wait
+    topology.write_text(base.replace("RETRY", "{delay: 1, jitter: true}"))
+    assert "'jitter': True" in render(load([topology], environ={}))
+    topology.write_text(base.replace("RETRY", "{delay: 1, jitter: true, via: broker}"))
+    refused = CliRunner().invoke(main, ["validate", str(topology)])
+    assert refused.exit_code == 1 and "jitter needs via: worker" in refused.output

@@ -184,6 +184,7 @@ def _retries(part: Topology) -> dict[str, dict[str, Any]]:
             "backoff": retry.backoff,
             "delay_max": retry.delay_max,
             "via": retry.via,
+            "jitter": retry.jitter,
         }
 
     return {route.pattern: settings(route.retry) for route in part.tasks if route.retry is not None}

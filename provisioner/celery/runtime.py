@@ -12,10 +12,12 @@ import fnmatch
 import functools
 import json
 import logging
+import math
+import random
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.app.autoretry import add_autoretry_behaviour
+from celery.exceptions import Retry as CeleryRetry
 from celery.exceptions import TaskPredicate, TimeLimitExceeded
 from celery.worker.request import Request
 from kombu import Consumer
@@ -54,57 +56,65 @@ def _configure_tasks(sender: Celery, **_: Any) -> None:
 
 
 def _retry(task: Any, settings: dict[str, Any]) -> None:
-    """Apply the topology's retry settings through Celery's own autoretry (the topology wins)."""
+    """Retry every failure of ``task`` as the topology says: ``max_retries`` times, each after its wait.
+
+    The wait is ``delay`` (doubled with ``backoff``, at most ``delay_max``),
+    whole seconds rounded up (Celery's native delayed delivery counts whole
+    seconds); with ``jitter`` a random part of it. ``via: broker`` waits in
+    the retry queue of that wait instead of a worker's countdown. Past
+    ``max_retries`` the failure propagates and is dead-lettered.
+    """
     if hasattr(task, "_orig_run"):
         task.run = task._orig_run
         del task._orig_run
-    if settings.get("via") == "broker":
-        _retry_through_broker(task, Retry(**settings))
-        return
-    task.autoretry_for = (Exception,)
-    task.max_retries = settings["max_retries"]
-    task.default_retry_delay = settings["delay"]
-    task.retry_backoff = settings["delay"] if settings["backoff"] else False
-    task.retry_backoff_max = settings["delay_max"]
-    add_autoretry_behaviour(task)
-
-
-def _retry_through_broker(task: Any, retry: Retry) -> None:
-    """Retry failures through the source queue's TTL retry queues instead of a worker-held countdown.
-
-    The retry is an ordinary Celery retry message (``retries`` counted as
-    usual) published to ``{queue}.retry.{wait}`` with no ETA; the broker
-    dead-letters it back to the work queue when its TTL runs out. Past
-    ``max_retries``, ``task.retry`` re-raises and the failure is dead-lettered.
-    """
+    retry = Retry(**settings)
+    task.max_retries = retry.max_retries
     run = task._orig_run = task.run
 
     @functools.wraps(run)
-    def run_with_broker_retries(*args: Any, **kwargs: Any) -> Any:
+    def run_with_retries(*args: Any, **kwargs: Any) -> Any:
         try:
             return run(*args, **kwargs)
         except TaskPredicate:  # Retry, Ignore, Reject: the task decided itself
             raise
         except Exception as exc:
-            raise task.retry(exc=exc, max_retries=retry.max_retries, **_retry_destination(task, retry)) from None
+            if task.request.retries >= retry.max_retries:
+                log.info("%s[%s] failed after %d retries", task.name, task.request.id, task.request.retries)
+                raise
+            raise _retry_signal(task, retry, exc) from None
 
-    task.run = run_with_broker_retries
+    task.run = run_with_retries
 
 
-def _retry_destination(task: Any, retry: Retry) -> dict[str, Any]:
-    """Options for ``task.retry``: the retry queue for this attempt's wait, or Celery's countdown without one."""
-    request = task.request
-    wait_ms = retry.wait_ms(request.retries)
-    source = _source_queue(task.app, request.delivery_info or {})
-    name = ((task.app.conf.get("provisioner_retry_queues") or {}).get(source) or {}).get(wait_ms)
+def _retry_signal(task: Any, retry: Retry, exc: Exception) -> CeleryRetry:
+    """Publish the retry of this attempt and return Celery's Retry, its message saying how long it waits where."""
+    wait = retry.wait_ms(task.request.retries) / 1000
+    if retry.jitter:
+        wait = random.uniform(0, wait)
+    options: dict[str, Any] = {"countdown": math.ceil(wait)}
+    message = None
+    if retry.via == "broker":
+        name = _retry_queue(task, round(wait * 1000))
+        if name is not None:
+            # countdown=0: no ETA, so the worker runs the message as soon as the broker returns it.
+            options = {"countdown": 0, "queue": KombuQueue(name, KombuExchange(""), routing_key=name, no_declare=True)}
+            message = f"Retry in {wait:g}s, waiting in {name}: {exc!r}"
+    try:
+        task.retry(exc=exc, max_retries=retry.max_retries, **options)
+    except CeleryRetry as signal:
+        if message is not None:
+            signal.message = message
+        return signal
+    raise AssertionError("Task.retry returned instead of raising")  # pragma: no cover - throw=True raises
+
+
+def _retry_queue(task: Any, wait_ms: int) -> str | None:
+    """The retry queue of this wait for the task's work queue; without one (a queue not rendered) a countdown."""
+    source = _source_queue(task.app, task.request.delivery_info or {})
+    name: str | None = ((task.app.conf.get("provisioner_retry_queues") or {}).get(source) or {}).get(wait_ms)
     if name is None:
-        log.warning("no retry queue of %r waits %d ms; %s retries by countdown", source, wait_ms, task.name)
-        return {"countdown": wait_ms / 1000}
-    # countdown=0: no ETA, so the worker runs the message as soon as the broker returns it.
-    return {
-        "countdown": 0,
-        "queue": KombuQueue(name, KombuExchange("", type="direct"), routing_key=name, no_declare=True),
-    }
+        log.warning("no retry queue of %r waits %d ms; %s waits by countdown instead", source, wait_ms, task.name)
+    return name
 
 
 class DeadLetteringRequest(Request):  # type: ignore[misc]
@@ -168,6 +178,7 @@ def _publish_dead_letter(request: DeadLetteringRequest) -> bool:
             retry=False,
             **{k: v for k, v in properties.items() if k in ("correlation_id", "reply_to", "priority")},
         )
+    log.info("%s[%s] dead-lettered to exchange %r, key %r", request.name, request.id, target[0], target[1])
     return True
 
 

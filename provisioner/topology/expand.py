@@ -344,6 +344,11 @@ def _retry_queues(celery: CelerySettings, expansion: Expansion) -> tuple[RetryQu
                 here.problem(f"broker retries need a classic or quorum queue; {work_name!r} is a stream", "via")
             )
             continue
+        if route.retry.jitter:
+            expansion.problems.append(
+                here.problem("a broker retry waits exactly its retry queue's TTL; jitter needs via: worker", "jitter")
+            )
+            continue
         waits = route.retry.waits_ms()
         if waits and waits[-1] > MAX_TTL_MS:
             expansion.problems.append(

@@ -218,6 +218,7 @@ class Retry:
     backoff: bool = True  # double the delay at each retry
     delay_max: float = 600.0
     via: str = "worker"  # worker: Celery's countdown | broker: the message waits in a TTL retry queue
+    jitter: bool = False  # wait a random part of the delay (via worker); off: the delay is the wait
 
     def wait_ms(self, retries: int) -> int:
         """Milliseconds to wait before retry number ``retries + 1`` (``retries`` already made)."""
