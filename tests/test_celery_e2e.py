@@ -254,3 +254,59 @@ def test_worker_retries_wait_the_topologys_delay(tmp_path: Path, vhost_name: str
     assert len(times) == 3
     assert times[1] - times[0] >= 1 and times[2] - times[1] >= 2  # no jitter: the delay is the wait
     assert "Retry in 1s" in worker.output() and "Retry in 2s" in worker.output()
+
+
+RUN_ON = """
+version: 1
+vhost: ${TEST_VHOST}
+exchanges:
+  celery: {type: direct}
+  example: {type: topic}
+queues:
+  celery:
+    bindings: [{exchange: celery, routing_key: celery}]
+    dead_letter: true
+  catalog:
+    dead_letter: true
+  example:
+    bindings: [{exchange: example, routing_key: com.example}]
+    dead_letter: true
+tasks:
+  catalog.tasks.process_catalog_event:
+    queue: example
+    consume: foreign
+    run_on: catalog
+    retry: {max_retries: 1, delay: 0}
+celery:
+  default_queue: celery
+"""
+
+
+def test_a_foreign_task_runs_on_the_queue_the_topology_names(tmp_path: Path, vhost_name: str) -> None:
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(textwrap.dedent(RUN_ON))
+    env = {"TEST_VHOST": vhost_name}
+    assert CliRunner().invoke(main, ["apply", str(topology)], env=env).exit_code == 0
+    rendered = CliRunner().invoke(main, ["render", str(topology), "-o", str(tmp_path / "celeryconfig.py")], env=env)
+    assert rendered.exit_code == 0, rendered.output
+    worker = start_worker(tmp_path, vhost_name, queues=("celery", "catalog", "example"))
+    try:
+        connection = pika.BlockingConnection(parameters(vhost_name))
+        channel = connection.channel()
+        channel.confirm_delivery()
+        json_props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
+        channel.basic_publish("example", "com.example", b'{"id": 1}', json_props)
+        channel.basic_publish("example", "com.example", b'{"id": 2, "fail": true}', json_props)
+        connection.close()
+        wait_for(lambda: counts(vhost_name, "catalog.dead")[0] == 1, timeout=60)
+        wait_for(lambda: {"task": "process_catalog_event", "body": {"id": 1}, "attempt": 0} in worker.records())
+    finally:
+        worker.stop()
+    assert counts(vhost_name, "celery.dead")[0] == 0 and counts(vhost_name, "example.dead")[0] == 0
+    assert counts(vhost_name, "celery")[0] == 0  # the tasks ran on catalog, never on the default queue
+    (body, headers), *rest = drain(vhost_name, "catalog.dead")
+    assert not rest
+    assert headers["x-failed-queue"] == "catalog" and headers["x-failed-task"] == "catalog.tasks.process_catalog_event"
+    assert headers["x-foreign-queue"] == "example"  # where the message came from
+    assert headers["x-foreign-exchange"] == "example" and headers["x-foreign-routing-key"] == "com.example"
+    assert b'"id": 2' in body  # the Celery message holds the JSON body as the task's one argument

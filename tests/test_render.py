@@ -97,3 +97,19 @@ def test_jitter_is_an_explicit_retry_option(tmp_path: Path) -> None:
     topology.write_text(base.replace("RETRY", "{delay: 1, jitter: true, via: broker}"))
     refused = CliRunner().invoke(main, ["validate", str(topology)])
     assert refused.exit_code == 1 and "jitter needs via: worker" in refused.output
+
+
+def test_run_on_routes_a_foreign_task_and_is_checked(tmp_path: Path) -> None:
+    topology = tmp_path / "t.yaml"
+    base = "version: 1\nqueues: {celery: {}, catalog: {}, example: {}}\ntasks:\n  a.b: {queue: example, SPEC}\n"
+    topology.write_text(base.replace("SPEC", "consume: foreign, run_on: catalog"))
+    text = render(load([topology], environ={}))
+    assert "'a.b': {'queue': 'catalog'}" in text and "        'catalog',\n" in text  # routed there, consumed there
+    for spec, problem in [
+        ("consume: foreign, run_on: nowhere", "queue 'nowhere' is not defined"),
+        ("run_on: catalog", "run_on is where a foreign message's task runs"),
+        ("consume: foreign, run_on: example", "run_on 'example' is a foreign queue"),
+    ]:
+        topology.write_text(base.replace("SPEC", spec))
+        refused = CliRunner().invoke(main, ["validate", str(topology)])
+        assert refused.exit_code == 1 and problem in refused.output, (spec, refused.output)

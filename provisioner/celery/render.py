@@ -60,7 +60,7 @@ def render(topology: Topology, sources: Iterable[str] | None = None) -> str:
         "# Routes from the topology's tasks, in file order (the first match wins).",
         "task_routes = {",
         *(
-            f"    {route.pattern!r}: {{'queue': {_route_queue(route.queue, route.consume, topology)!r}}},"
+            f"    {route.pattern!r}: {{'queue': {route.work_queue(topology.celery.default_queue)!r}}},"
             for route in part.tasks
         ),
         "}",
@@ -115,18 +115,13 @@ def source_names(files: Iterable[str], output: str) -> list[str]:
 def _consumed_queues(part: Topology) -> list[Queue]:
     """Queues Celery workers consume: task targets and the default queue, never foreign or dead-letter queues."""
     vhost = part.celery.vhost
-    names = [route.queue for route in part.tasks if route.consume == "celery"] + [part.celery.default_queue]
+    names = [route.work_queue(part.celery.default_queue) for route in part.tasks] + [part.celery.default_queue]
     seen: dict[str, Queue] = {}
     for name in names:
         queue = part.queue(vhost, name)
         if queue is not None and name not in seen:
             seen[name] = queue
     return [seen[name] for name in sorted(seen)]
-
-
-def _route_queue(queue: str, consume: str, topology: Topology) -> str:
-    """Foreign messages are handed over as Celery tasks on the default queue, where workers run them."""
-    return topology.celery.default_queue if consume == "foreign" else queue
 
 
 def _route_of(topology: Topology, queue: Queue) -> tuple[str, str]:

@@ -218,8 +218,21 @@ def _foreign_consumer_step(queue: str, task_name: str) -> type[bootsteps.Consume
     return ForeignConsumer
 
 
+def _origin_headers(queue: str, message: Message) -> dict[str, str]:
+    """Where a foreign message came from, kept in its task's headers (and so in a dead-lettered copy)."""
+    info = message.delivery_info or {}
+    return {
+        "x-foreign-queue": queue,
+        "x-foreign-exchange": str(info.get("exchange") or ""),
+        "x-foreign-routing-key": str(info.get("routing_key") or ""),
+    }
+
+
 def hand_over(app: Celery, queue: str, task_name: str, message: Message) -> None:
     """Decode a foreign JSON message and publish it as a task; ack only once that publish is confirmed.
+
+    The task's only argument is the decoded JSON value, whatever its type; it
+    runs on the queue ``task_routes`` gives it (the topology's ``run_on``).
 
     Undecodable bodies are rejected without requeue (they dead-letter). A
     broker that cannot take the task now gets the message back (requeue);
@@ -234,7 +247,7 @@ def hand_over(app: Celery, queue: str, task_name: str, message: Message) -> None
         message.reject(requeue=False)
         return
     try:
-        app.send_task(task_name, args=[payload], headers={"x-foreign-queue": queue})
+        app.send_task(task_name, args=[payload], headers=_origin_headers(queue, message))
     except OperationalError:
         log.warning("could not hand a message of %r to %r now; it goes back to the queue", queue, task_name)
         message.requeue()

@@ -85,6 +85,10 @@ def check_references(topology: Topology, origins: dict[Key, Origin]) -> Iterator
             yield origins[("task", route.pattern)].problem(
                 f"queue {route.queue!r} is not defined in vhost {celery.vhost!r}", "queue"
             )
+        if route.run_on is not None and topology.queue(celery.vhost, route.run_on) is None:
+            yield origins[("task", route.pattern)].problem(
+                f"queue {route.run_on!r} is not defined in vhost {celery.vhost!r}", "run_on"
+            )
     if celery_origin is not None and topology.queue(celery.vhost, celery.default_queue) is None:
         yield celery_origin.problem(
             f"default queue {celery.default_queue!r} is not defined in vhost {celery.vhost!r}", "default_queue"
@@ -240,6 +244,15 @@ def check_task_patterns(topology: Topology, origins: dict[Key, Origin]) -> Itera
                 f"queue {route.queue!r} already hands its messages to {foreign_queues[route.queue]!r}", "queue"
             )
         foreign_queues.setdefault(route.queue, route.pattern)
+    for route in topology.tasks:
+        if route.run_on is not None and route.consume != "foreign":
+            yield origins[("task", route.pattern)].problem(
+                "run_on is where a foreign message's task runs; a celery task runs on its queue", "run_on"
+            )
+        elif route.run_on is not None and route.run_on in foreign_queues:
+            yield origins[("task", route.pattern)].problem(
+                f"run_on {route.run_on!r} is a foreign queue; name a queue Celery workers consume", "run_on"
+            )
 
 
 def check_values(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:

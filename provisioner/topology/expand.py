@@ -168,6 +168,7 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
             queue=spec["queue"],
             consume=spec.get("consume", "celery"),
             retry=Retry(**retry) if retry is not None else None,
+            run_on=spec.get("run_on"),
         )
         expansion.tasks.append((route, Origin(document, ("tasks", pattern))))
     if "celery" in data:
@@ -328,13 +329,13 @@ def _retry_queues(celery: CelerySettings, expansion: Expansion) -> tuple[RetryQu
     """Expand ``retry: {via: broker}``: one TTL queue per distinct wait, dead-lettering back to the work queue.
 
     The work queue is where the task's Celery messages run: the task's queue,
-    or the default queue for foreign tasks (their messages are handed over there).
+    or for foreign tasks their ``run_on`` queue or the default queue (their messages are handed over there).
     """
     found: dict[tuple[str, int], RetryQueue] = {}
     for route, origin in expansion.tasks:
         if route.retry is None or route.retry.via != "broker":
             continue
-        work_name = route.queue if route.consume == "celery" else celery.default_queue
+        work_name = route.work_queue(celery.default_queue)
         work = expansion.objects.get(("queue", celery.vhost, work_name))
         if not isinstance(work, Queue):
             continue  # the reference check reports the missing queue

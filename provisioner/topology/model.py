@@ -259,6 +259,13 @@ class TaskRoute:
     queue: str
     consume: str = "celery"  # celery | foreign
     retry: Retry | None = None
+    run_on: str | None = None  # foreign: the Celery queue the task runs on (default: the default queue)
+
+    def work_queue(self, default_queue: str) -> str:
+        """Where the task's Celery messages run: its queue, or for a foreign task ``run_on`` or the default queue."""
+        if self.consume == "celery":
+            return self.queue
+        return self.run_on or default_queue
 
     @property
     def is_glob(self) -> bool:
