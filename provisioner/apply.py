@@ -11,11 +11,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
-from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed
+from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed, check_login
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.live import read_live
 from provisioner.broker.lock import VhostLock, management_holder_lookup
-from provisioner.broker.management import Management
+from provisioner.broker.management import Management, tag_list
 from provisioner.broker.migration import run_migration
 from provisioner.broker.retry import NO_RETRY, Backoff
 from provisioner.diff import differences
@@ -189,6 +189,7 @@ def converge(
     if plan.is_empty:
         return ApplyReport(plan)
     refuse_unsafe(plan, options)
+    check_doors(plan, endpoints, management)
     executor = Executor(desired, endpoints, management, options, progress)
     for change in plan.of(Action.CREATE, "vhost"):
         executor.run(Action.CREATE, "vhost", (change,))
@@ -202,6 +203,32 @@ def converge(
         if on_plan is not None:
             on_plan(plan)
         return executor.execute(plan)
+
+
+# What the management API needs for the writes a plan holds (reading needs 'management').
+WRITE_TAGS = {"vhost": ("administrator",), "policy": ("policymaker", "administrator")}
+
+
+def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> None:
+    """Before the first write: AMQP takes the credentials and the management user has the tags the writes need.
+
+    The plan's read already proved the management credentials; this costs one
+    AMQP login per vhost and one GET /api/whoami, and writes nothing.
+    """
+    created = {change.name for change in plan.of(Action.CREATE, "vhost")}
+    try:
+        for vhost in sorted({change.vhost for change in plan.changes} | created):
+            check_login(endpoints.amqp_parameters(vhost), management.backoff, vhost_exists=vhost not in created)
+        tags = set(tag_list(management.whoami()))
+        for kind, allowed in WRITE_TAGS.items():
+            if any(change.kind == kind for change in plan.changes) and not tags & set(allowed):
+                user = endpoints.management_auth[0]
+                raise BrokerError(
+                    f"user {user!r} of the management API (tags: {', '.join(sorted(tags)) or 'none'}) cannot write "
+                    f"{kind}s: it needs the {' or '.join(repr(tag) for tag in allowed)} tag"
+                )
+    except BrokerError as error:
+        raise BrokerError(f"{error}; nothing was changed") from None
 
 
 class Executor:

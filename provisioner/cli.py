@@ -7,6 +7,7 @@ Exit codes: 0 success / no changes, 1 error, 2 changes present (with
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -20,6 +21,7 @@ import click
 from provisioner.broker.endpoints import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL
 from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
 from provisioner.plan import Plan
+from provisioner.redact import redact
 from provisioner.topology.model import Topology
 
 EXIT_OK = 0
@@ -27,6 +29,38 @@ EXIT_ERROR = 1
 EXIT_CHANGES = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Every password the command was given (URLs from options and the environment): never printed.
+_SECRETS: set[str] = set()
+
+
+def remember_secrets(*urls: str) -> None:
+    """Add the passwords these URLs hold (parsable or not) to what :func:`say` masks."""
+    from provisioner.broker.endpoints import url_secrets
+
+    for url in urls:
+        _SECRETS.update(url_secrets(url))
+
+
+def say(text: str, *, err: bool = False, fg: str | None = None, nl: bool = True) -> None:
+    """Print one message; every line the CLI prints passes through here, and so through redact()."""
+    click.secho(redact(text, _SECRETS), err=err, fg=fg, nl=nl)
+
+
+class _SayHandler(logging.Handler):
+    """Library warnings (retry lines) on stderr, through :func:`say` like everything else."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            say(one_line(self.format(record)), err=True)
+        except Exception:  # a log line must never break the command
+            self.handleError(record)
+
+
+def _install_log_handler() -> None:
+    logger = logging.getLogger("provisioner")
+    if not any(isinstance(handler, _SayHandler) for handler in logger.handlers):
+        logger.addHandler(_SayHandler(logging.WARNING))
 
 
 def reports_errors(command: F) -> F:
@@ -38,19 +72,19 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except TopologyInvalid as error:
             for problem in error.problems:
-                click.echo(str(problem), err=True)
-            click.echo(f"{len(error.problems)} problem(s) found", err=True)
+                say(str(problem), err=True)
+            say(f"{len(error.problems)} problem(s) found", err=True)
             sys.exit(EXIT_ERROR)
         except ProvisionerError as error:
-            click.echo(f"error: {error}", err=True)
+            say(f"error: {error}", err=True)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            say("interrupted", err=True)
             sys.exit(130)
         except Exception as error:  # a bug of ours: still one line, the traceback only on request
             if os.environ.get("PROVISION_DEBUG"):
                 raise
-            click.echo(
+            say(
                 f"internal error: {type(error).__name__}: {one_line(str(error))[:300]} "
                 "(a bug in provisioner; PROVISION_DEBUG=1 shows the traceback)",
                 err=True,
@@ -64,6 +98,9 @@ def reports_errors(command: F) -> F:
 @click.version_option(package_name="provisioner")
 def main() -> None:
     """Provision RabbitMQ topologies for Celery from one declarative file."""
+    _SECRETS.clear()
+    remember_secrets(*(os.environ.get(name, "") for name in ("PROVISION_AMQP_URL", "PROVISION_MANAGEMENT_URL")))
+    _install_log_handler()
 
 
 @main.command()
@@ -99,10 +136,10 @@ def validate(files: tuple[str, ...], combined: bool, strict: bool) -> None:
         finally:
             if not strict:
                 for warning in warnings:
-                    click.echo(str(warning), err=True)
+                    say(str(warning), err=True)
         problems.extend(warnings if strict else [])
         if not (strict and warnings):
-            click.echo(f"valid: {' + '.join(group)} ({_counts(topology)})")
+            say(f"valid: {' + '.join(group)} ({_counts(topology)})")
     if problems:
         raise TopologyInvalid(problems)
 
@@ -152,9 +189,10 @@ def broker_options(command: F) -> F:
     def wrapper(
         *args: Any, amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float, **kwargs: Any
     ) -> Any:
+        remember_secrets(amqp_url, management_url)
         return command(*args, broker=_clients(amqp_url, management_url, ca_file, retry_seconds), **kwargs)
 
-    decorated: Any = wrapper
+    decorated: Any = reports_errors(wrapper)  # a URL that does not parse is one line too
     for option in reversed(options):
         decorated = option(decorated)
     return decorated  # type: ignore[no-any-return]
@@ -168,7 +206,7 @@ def _clients(amqp_url: str, management_url: str, ca_file: str | None, retry_seco
     from provisioner.broker.management import Management
     from provisioner.broker.retry import Backoff
 
-    endpoints = Endpoints(amqp_url, management_url, ca_file)
+    endpoints = Endpoints(amqp_url, management_url, ca_file).check()
     backoff = Backoff(attempts=1 + int(retry_seconds > 0) * 7, deadline=retry_seconds)
     return endpoints, Management(endpoints, backoff=backoff)
 
@@ -177,7 +215,7 @@ def _echo_plan(plan: Plan) -> None:
     from provisioner.output import plan_lines
 
     for text, colour in plan_lines(plan):
-        click.secho(text, fg=colour)
+        say(text, fg=colour)
 
 
 @main.command()
@@ -201,7 +239,7 @@ def plan(
     endpoints, management = broker
     result = make_plan(load(files), management, prune, endpoints)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
+        say(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
     else:
         _echo_plan(result)
     if detailed_exitcode and not result.is_empty:
@@ -222,15 +260,15 @@ def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
     endpoints, management = broker
     result = make_plan(load(files), management, prune, endpoints)
     if result.is_empty:
-        click.echo(f"no drift: the broker matches {', '.join(files)}")
+        say(f"no drift: the broker matches {', '.join(files)}")
         return
-    click.echo(f"DRIFT: the broker differs from {', '.join(files)}")
+    say(f"DRIFT: the broker differs from {', '.join(files)}")
     for change in result.changes:
-        click.echo(
+        say(
             f"drift: {change.action.value} {change.kind} {change.name!r} in {change.vhost!r}: {change.reason}"
             + parked_text(change)
         )
-    click.echo(summary_line(result))
+    say(summary_line(result))
     sys.exit(EXIT_CHANGES)
 
 
@@ -268,11 +306,11 @@ def apply(
     with _Progress() as progress:
         report = converge(desired, endpoints, management, options, progress.update, progress.start)
     if report.plan.is_empty:
-        click.echo("No changes. The broker matches the topology.")
+        say("No changes. The broker matches the topology.")
         return
     counts = report.plan.summary()
     moved = f", {report.messages_migrated} message(s) migrated" if report.messages_migrated else ""
-    click.echo(
+    say(
         f"Applied: {counts['create']} created, {counts['update']} updated, {counts['replace']} replaced, "
         f"{counts['delete']} deleted{moved}."
     )
@@ -300,18 +338,18 @@ def render(files: tuple[str, ...], output: str, check: bool) -> None:
         except OSError as error:
             raise ProvisionerError(f"cannot read {output}: {error.strerror or error}") from None
         if current != text:
-            click.echo(f"stale: {output} differs from what the topology renders; run: {command}")
+            say(f"stale: {output} differs from what the topology renders; run: {command}")
             sys.exit(EXIT_CHANGES)
-        click.echo(f"fresh: {output} matches {', '.join(files)}")
+        say(f"fresh: {output} matches {', '.join(files)}")
         return
     if output == "-":
-        click.echo(text, nl=False)
+        say(text, nl=False)
         return
     try:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as error:
         raise ProvisionerError(f"cannot write {output}: {error.strerror or error}") from None
-    click.echo(f"wrote {output}")
+    say(f"wrote {output}")
 
 
 class _Progress:

@@ -7,7 +7,7 @@ import pika.exceptions
 import pytest
 import requests
 
-from provisioner.broker.retry import Backoff, call_with_retry, is_transient, retried
+from provisioner.broker.retry import Backoff, call_with_retry, is_transient
 from provisioner.errors import BrokerError
 
 
@@ -118,14 +118,13 @@ def test_permanent_fault_is_raised_at_once() -> None:
     assert pauses == []
 
 
-def test_decorator_retries_a_real_refused_connection_until_it_gives_up() -> None:
+def test_a_real_refused_connection_is_retried_until_it_gives_up() -> None:
     attempts: list[int] = []
 
-    @retried(Backoff(attempts=3, initial=0.01))
     def connect() -> None:
         attempts.append(1)
         pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port=1, connection_attempts=1))
 
     with pytest.raises(pika.exceptions.AMQPConnectionError):
-        connect()
+        call_with_retry(connect, Backoff(attempts=3, initial=0.01))
     assert len(attempts) == 3

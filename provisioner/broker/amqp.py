@@ -7,6 +7,8 @@ of thousands of objects near the broker's own import speed.
 
 from __future__ import annotations
 
+import re
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +17,8 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from provisioner.broker.endpoints import Endpoints, where
+from provisioner.broker.endpoints import Endpoints, netloc
+from provisioner.broker.management import name_not_resolved
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 from provisioner.errors import BrokerError
 from provisioner.topology.model import Binding, Exchange, Queue
@@ -33,6 +36,68 @@ class Operation:
 
     def describe(self) -> str:
         return f"{self.verb} {self.resource.kind} {self.resource.name!r}"
+
+
+class ConnectFailed(BrokerError):
+    """An AMQP connection could not be opened; the message names host, port, user and vhost, never a password."""
+
+
+def _broker_words(error: BaseException) -> str:
+    """The reply code and text a broker closed a connection with, as pika wraps them into a string."""
+    found = re.search(r"\((\d{3})\) (['\"])(.*?)\2", str(error))
+    return f"{found.group(1)} {found.group(3)}" if found else ""
+
+
+def _translate_connect(error: Exception, parameters: pika.ConnectionParameters) -> BrokerError:
+    """One clear line for a failed AMQP connection: what failed, where, and the broker's words."""
+    place = netloc(parameters.host, parameters.port)
+    user, vhost = getattr(parameters.credentials, "username", "?"), parameters.virtual_host
+    words = _broker_words(error)
+    unresolved = name_not_resolved(error)
+    if unresolved is not None:
+        return ConnectFailed(f"the AMQP host name {parameters.host!r} does not resolve ({unresolved.strerror})")
+    if isinstance(error, (pika.exceptions.AuthenticationError, pika.exceptions.ProbableAuthenticationError)):
+        return ConnectFailed(f"AMQP at {place} refused the credentials of user {user!r} ({words or 'login refused'})")
+    if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
+        return ConnectFailed(f"user {user!r} may not open vhost {vhost!r} at {place} ({words or 'access refused'})")
+    if isinstance(error, ssl.SSLError):
+        reason = re.sub(r"^\[[A-Z_: ]+\] | \(_ssl\.c:\d+\)$", "", error.strerror or str(error))
+        return ConnectFailed(f"TLS handshake with AMQP at {place} failed: {reason} (see --ca-file)")
+    if isinstance(error, pika.exceptions.IncompatibleProtocolError):
+        return ConnectFailed(f"{place} does not speak AMQP 0-9-1 (the management port? amqps:// on a plain port?)")
+    if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
+        return ConnectFailed(f"AMQP at {place} closed the connection: {error.reply_code} {error.reply_text}")
+    cause = error.args[0] if isinstance(error, pika.exceptions.AMQPConnectionError) and error.args else error
+    cause = getattr(cause, "exception", None) or cause  # pika's connector errors wrap the socket's
+    detail = getattr(cause, "strerror", None) or words or type(cause).__name__
+    return ConnectFailed(f"cannot connect to AMQP at {place} ({detail})")
+
+
+def open_connection(
+    parameters: pika.ConnectionParameters, backoff: Backoff = DEFAULT_BACKOFF, describe: str = "AMQP connect"
+) -> pika.BlockingConnection:
+    """A blocking connection, retried on transient faults; ConnectFailed in one line otherwise."""
+    try:
+        return call_with_retry(lambda: pika.BlockingConnection(parameters), backoff, describe=describe)
+    except (pika.exceptions.AMQPError, OSError) as error:
+        raise _translate_connect(error, parameters) from None
+
+
+def check_login(parameters: pika.ConnectionParameters, backoff: Backoff, vhost_exists: bool = True) -> None:
+    """Open and close one connection, writing nothing: the credentials (and the vhost's access) work.
+
+    For a vhost apply is about to create, the broker's "vhost not found" comes
+    after the login, so it proves the credentials right.
+    """
+    try:
+        connection = call_with_retry(lambda: pika.BlockingConnection(parameters), backoff, describe="AMQP login")
+    except pika.exceptions.ProbableAccessDeniedError as error:
+        if vhost_exists:
+            raise _translate_connect(error, parameters) from None
+        return
+    except (pika.exceptions.AMQPError, OSError) as error:
+        raise _translate_connect(error, parameters) from None
+    close_quietly(connection)
 
 
 class OperationFailed(BrokerError):
@@ -104,18 +169,7 @@ class Amqp:
 
     def connect(self) -> pika.BlockingConnection:
         """A connection to the vhost, retried on transient faults; one clear error otherwise."""
-        parameters = self.endpoints.amqp_parameters(self.vhost)
-        place, user = where(self.endpoints.amqp_url), self.endpoints.amqp_user
-        try:
-            return call_with_retry(lambda: pika.BlockingConnection(parameters), self.backoff, describe="AMQP connect")
-        except pika.exceptions.ProbableAuthenticationError:
-            raise BrokerError(f"AMQP at {place} refused the credentials of user {user!r}") from None
-        except pika.exceptions.ProbableAccessDeniedError:
-            raise BrokerError(f"user {user!r} has no access to vhost {self.vhost!r} at {place}") from None
-        except pika.exceptions.AMQPError as error:
-            raise BrokerError(f"cannot connect to AMQP at {place} ({type(error).__name__})") from None
-        except OSError as error:
-            raise BrokerError(f"cannot connect to AMQP at {place} ({error.strerror or type(error).__name__})") from None
+        return open_connection(self.endpoints.amqp_parameters(self.vhost), self.backoff)
 
     def execute(
         self,

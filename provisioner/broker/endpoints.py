@@ -5,28 +5,89 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import pika
 
+from provisioner.errors import ProvisionerError
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_MANAGEMENT_URL = "http://guest:guest@localhost:15672"
+DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "http": 80, "https": 443}
+SCHEMES = {"AMQP": ("amqp", "amqps"), "management": ("http", "https")}
 
 
-def mask(url: str) -> str:
-    """The URL with its password replaced by ***, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+class BadUrl(ProvisionerError):
+    """A broker URL that cannot be parsed; the message names its scheme and host at most."""
+
+
+def _host_of_broken(url: str) -> str:
+    """The host of a URL urlsplit cannot take, guessed after the last @ (never the user's password)."""
+    rest = url.partition("://")[2].rpartition("@")[2]
+    if rest.startswith("["):
+        return rest[: rest.find("]") + 1] if "]" in rest else ""
+    for stop in ":/?#":
+        rest = rest.partition(stop)[0]
+    return rest
+
+
+def split_url(url: str, kind: str) -> SplitResult:
+    """The URL's parts; BadUrl, naming only scheme and host, when it is not a usable ``kind`` URL.
+
+    A user name or password holding URL syntax (``#/?@[]``) unescaped moves the
+    parser's idea of where the host is: such a URL is refused, never guessed at.
+    """
+    scheme = url.partition("://")[0] if "://" in url else ""
+    allowed = SCHEMES[kind]
+    if scheme.lower() not in allowed:
+        shown = f"'{scheme}'" if scheme.isalnum() and len(scheme) < 10 else "none"
+        raise BadUrl(f"the {kind} URL has scheme {shown}; it must start with {' or '.join(s + '://' for s in allowed)}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        rest = url[len(parts.scheme) + 3 + len(parts.netloc) :]
+        if not parts.hostname or "@" in rest:
+            raise ValueError
+    except ValueError:
+        host = _host_of_broken(url)
+        raise BadUrl(
+            f"the {kind} URL ({scheme}://{host or '?'}) cannot be parsed: percent-encode the user name and "
+            f"password (# as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25) and give a numeric port"
+        ) from None
+    return parts
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """Every string the URL may hold as its password, also when it cannot be parsed.
+
+    A password equal to its user name (guest/guest) is no secret: messages name the user.
+    """
+    found: set[tuple[str, str]] = set()
+    try:
+        parts = urlsplit(url)
+        found.add((parts.username or "", parts.password or ""))
+    except ValueError:
+        pass
+    userinfo = url.partition("://")[2].rpartition("@")[0]  # a broken URL: everything before the last @
+    for candidate in (userinfo, userinfo.split("/")[0]):
+        user, _, password = candidate.partition(":")
+        found.add((user, password))
+    return tuple(sorted({password for user, password in found if password and unquote(password) != unquote(user)}))
+
+
+def netloc(hostname: str, port: int | None) -> str:
+    """host:port, with an IPv6 address in brackets."""
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return f"{host}:{port}" if port else host
 
 
 def where(url: str) -> str:
     """host:port of a URL, the only part of it an error message names."""
-    parts = urlsplit(url)
-    default = {"amqp": 5672, "amqps": 5671, "http": 80, "https": 443}.get(parts.scheme)
-    return f"{parts.hostname}:{parts.port or default}"
+    try:
+        parts = urlsplit(url)
+        return netloc(parts.hostname or "?", parts.port or DEFAULT_PORTS.get(parts.scheme))
+    except ValueError:
+        return _host_of_broken(url) or "?"
 
 
 @dataclass(frozen=True)
@@ -45,12 +106,19 @@ class Endpoints:
             ca_file=os.environ.get("PROVISION_CA_FILE") or None,
         )
 
+    def check(self) -> Endpoints:
+        """Self, once both URLs parse; BadUrl otherwise (before anything talks to the broker)."""
+        split_url(self.amqp_url, "AMQP")
+        split_url(self.management_url, "management")
+        return self
+
     @property
     def amqp_user(self) -> str:
         return unquote(urlsplit(self.amqp_url).username or "guest")
 
     @property
     def management_auth(self) -> tuple[str, str]:
+        """User and password for the management API; the AMQP user's when its URL names none."""
         parts = urlsplit(self.management_url)
         if parts.username is None:  # fall back to the AMQP user: one set of credentials is common
             amqp = urlsplit(self.amqp_url)
@@ -66,10 +134,7 @@ class Endpoints:
     def management_base(self) -> str:
         """scheme://host:port/path of the management API, without credentials."""
         parts = urlsplit(self.management_url)
-        netloc = parts.hostname or "localhost"
-        if parts.port:
-            netloc += f":{parts.port}"
-        return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+        return f"{parts.scheme}://{netloc(parts.hostname or 'localhost', parts.port)}{parts.path.rstrip('/')}"
 
     def amqp_parameters(self, vhost: str) -> pika.URLParameters:
         """Connection parameters for one vhost (TLS with the CA file for amqps://)."""
@@ -83,12 +148,5 @@ class Endpoints:
         return parameters
 
     def secrets(self) -> tuple[str, ...]:
-        """Every password these endpoints hold, for scrubbing text that came from elsewhere."""
-        found = [urlsplit(self.amqp_url).password, self.management_auth[1]]
-        return tuple(unquote(s) for s in found if s)
-
-    def scrub(self, text: str) -> str:
-        """Text with every known password replaced by ***."""
-        for secret in self.secrets():
-            text = text.replace(secret, "***")
-        return text
+        """Every password these endpoints may hold, for the CLI's last line of defence."""
+        return tuple(sorted({*url_secrets(self.amqp_url), *url_secrets(self.management_url)}))

@@ -29,8 +29,8 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from provisioner.broker.amqp import open_connection
 from provisioner.broker.management import Management
-from provisioner.broker.retry import call_with_retry
 from provisioner.errors import BrokerError, LockTimeout
 from provisioner.topology.model import LOCK_QUEUE
 
@@ -131,7 +131,7 @@ class VhostLock:
     def acquire(self) -> None:
         """Take the lock, waiting up to ``timeout`` seconds for another holder; LockTimeout after that."""
         started = self.clock()
-        connection = call_with_retry(lambda: pika.BlockingConnection(self.parameters), describe="lock connection")
+        connection = open_connection(self.parameters, describe="lock connection")
         delay = self.poll_initial
         try:
             while not self._try_declare(connection):
@@ -156,7 +156,9 @@ class VhostLock:
         except pika.exceptions.ChannelClosedByBroker as error:
             if error.reply_code == RESOURCE_LOCKED:
                 return False
-            raise BrokerError(f"cannot take the apply lock of vhost {self.vhost!r}: {error.reply_text}") from error
+            raise BrokerError(
+                f"cannot take the apply lock of vhost {self.vhost!r}: {error.reply_code} {error.reply_text}"
+            ) from None
         channel.close()
         return True
 

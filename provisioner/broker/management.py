@@ -4,8 +4,9 @@ AMQP cannot do (vhosts, permissions, policies)."""
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -17,9 +18,19 @@ from provisioner.errors import BrokerError
 class ManagementError(BrokerError):
     """A management API request failed; ``status`` is the HTTP status (0: no answer)."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, transient: bool | None = None) -> None:
         super().__init__(message)
         self.status = status
+        if transient is not None:  # read by retry.is_transient before the error's causes
+            self.transient = transient
+
+
+# The management API's refusal reasons that name a missing user tag (RabbitMQ answers 401 with them).
+REQUIRED_TAGS = {
+    "Not administrator user": "'administrator'",
+    "Not monitor user": "'monitoring' or 'administrator'",
+    "Not policymaker user": "'policymaker' or 'administrator'",
+}
 
 
 class Management:
@@ -31,7 +42,9 @@ class Management:
         self.base = endpoints.management_base
         self.timeout = timeout
         self.session = requests.Session()
-        self.session.auth = endpoints.management_auth
+        # UTF-8, as the broker stores passwords: requests would encode str as latin-1 and fail on an emoji.
+        user, password = endpoints.management_auth
+        self.session.auth = (user.encode("utf-8"), password.encode("utf-8"))  # type: ignore[assignment]
         # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a session's verify.
         self.verify = endpoints.verify
         self.requests_made = 0
@@ -50,9 +63,17 @@ class Management:
                 )
             except requests.exceptions.SSLError as error:
                 raise ManagementError(
-                    f"TLS handshake with the management API at {self._where()} failed: {tls_reason(error)}"
+                    f"TLS handshake with the management API at {self._where()} failed: {tls_reason(error)}",
+                    transient=False,
                 ) from error
             except requests.exceptions.RequestException as error:
+                unresolved = name_not_resolved(error)
+                if unresolved is not None:
+                    raise ManagementError(
+                        f"the management API's host name {urlsplit(self.base).hostname!r} does not resolve "
+                        f"({unresolved.strerror})",
+                        transient=unresolved.errno == socket.EAI_AGAIN,
+                    ) from error
                 raise ManagementError(
                     f"cannot reach the management API at {self._where()} ({type(error).__name__}); "
                     f"is the rabbitmq_management plugin enabled? (rabbitmq-plugins enable rabbitmq_management)"
@@ -67,20 +88,8 @@ class Management:
         response = call_with_retry(call, self.backoff, describe=f"{method} /api/{path}")
         if missing_ok and (response.status_code == 404 or "vhost_not_found" in response.text[:200]):
             return None  # 3.10 answers 400 vhost_not_found for the definitions of a missing vhost
-        if response.status_code == 401:
-            user = self.endpoints.management_auth[0]
-            raise ManagementError(
-                f"the management API at {self._where()} refused the credentials of user {user!r} "
-                f"(401: a wrong password, or a user without the 'management' tag)",
-                401,
-            )
-        if response.status_code == 403:
-            user = self.endpoints.management_auth[0]
-            raise ManagementError(
-                f"user {user!r} may not {method} /api/{path} at {self._where()} (403; it needs the "
-                f"'management' tag for reading and 'policymaker' or 'administrator' for vhosts and policies)",
-                403,
-            )
+        if response.status_code in (401, 403):
+            raise ManagementError(self._refusal(method, path, response), response.status_code)
         if response.status_code >= 400:
             raise ManagementError(
                 f"management API {method} /api/{path} answered {response.status_code}: {_reason(response)}",
@@ -90,6 +99,36 @@ class Management:
 
     def _where(self) -> str:
         return where(self.base)
+
+    def _refusal(self, method: str, path: str, response: requests.Response) -> str:
+        """Why the API refused: wrong credentials, or which tag or permission the user lacks."""
+        user, reason = self.endpoints.management_auth[0], _reason(response)
+        said = f"({response.status_code} {reason})"
+        if reason == "Login failed":
+            return f"the management API at {self._where()} refused the credentials of user {user!r} {said}"
+        if reason == "Not management user":
+            return (
+                f"user {user!r} has no tag the management API accepts {said}; "
+                f"give it the 'management' tag at least (see the README for what each command needs)"
+            )
+        needed = REQUIRED_TAGS.get(reason)
+        tags = self._tags()
+        has = f"user {user!r} (tags: {', '.join(tags) if tags else 'none'})"
+        if needed:
+            return f"{has} may not {method} /api/{path} at {self._where()}: it needs the {needed} tag {said}"
+        return (
+            f"{has} may not {method} /api/{path} at {self._where()} {said}: it needs permissions on the vhost, "
+            f"and the 'policymaker' or 'administrator' tag for policies"
+        )
+
+    def _tags(self) -> list[str]:
+        """The user's tags from GET /api/whoami; empty when that is refused too."""
+        try:
+            response = self.session.get(f"{self.base}/api/whoami", timeout=self.timeout, verify=self.verify)
+            self.requests_made += 1
+            return tag_list(response.json()) if response.ok else []
+        except (requests.RequestException, ValueError):
+            return []
 
     # Reading: all a plan needs, one request per vhost whatever its size.
 
@@ -112,6 +151,11 @@ class Management:
         result: dict[str, Any] | None = self._request("GET", f"connections/{_q(name)}", missing_ok=True)
         return result
 
+    def whoami(self) -> dict[str, Any]:
+        """The user the API knows these credentials as, with its tags."""
+        result: dict[str, Any] = self._request("GET", "whoami")
+        return result
+
     def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "overview")
         return result
@@ -132,8 +176,33 @@ class Management:
         self._request("DELETE", f"policies/{_q(vhost)}/{_q(name)}", missing_ok=True)
 
 
+def tag_list(whoami: Any) -> list[str]:
+    """The tags of a GET /api/whoami answer: a list (3.x, 4.x) or a comma-separated string (older)."""
+    tags = whoami.get("tags") if isinstance(whoami, dict) else None
+    if isinstance(tags, str):
+        return [tag for tag in tags.split(",") if tag]
+    return [str(tag) for tag in tags or []]
+
+
 def _q(name: str) -> str:
-    return quote(name, safe="")
+    """A name as one path segment; dots escaped too, so `.` and `..` stay names (requests resolves them)."""
+    return quote(name, safe="").replace(".", "%2E")
+
+
+def name_not_resolved(error: BaseException) -> socket.gaierror | None:
+    """The DNS failure inside an error's chain (causes, urllib3's reasons, pika's wrapped errors), if any."""
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return current
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None), *current.args])
+        pending.extend(getattr(current, "exceptions", None) or ())
+    return None
 
 
 def _reason(response: requests.Response) -> str:

@@ -14,8 +14,9 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from provisioner.broker.amqp import open_connection
 from provisioner.broker.management import Management
-from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from provisioner.broker.retry import DEFAULT_BACKOFF, NO_RETRY, Backoff, call_with_retry
 from provisioner.errors import BrokerError
 from provisioner.migrate import LiveQueue, MigrationReport, Observation, Step, migrate_queue
 from provisioner.topology.model import Binding, Queue
@@ -110,7 +111,7 @@ class PikaMigrationBroker:
         try:
             channel.queue_bind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
         except pika.exceptions.ChannelClosedByBroker as error:
-            raise BrokerError(f"cannot bind {binding.name}: {error.reply_text}") from error
+            raise _refused("bind", binding, error) from None
         channel.close()
 
     def unbind(self, binding: Binding) -> None:
@@ -118,7 +119,7 @@ class PikaMigrationBroker:
         try:
             channel.queue_unbind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
         except pika.exceptions.ChannelClosedByBroker as error:
-            raise BrokerError(f"cannot unbind {binding.name}: {error.reply_text}") from error
+            raise _refused("unbind", binding, error) from None
         channel.close()
 
     def move(self, source: str, destination: str) -> int:
@@ -162,6 +163,15 @@ class PikaMigrationBroker:
         return True
 
 
+def _refused(verb: str, binding: Binding, error: pika.exceptions.ChannelClosedByBroker) -> BrokerError:
+    """A binding step the broker refused, as one line with the broker's words (never retried)."""
+    where = "to" if verb == "bind" else "from"
+    return BrokerError(
+        f"migration: cannot {verb} queue {binding.destination!r} {where} exchange {binding.source!r} "
+        f"(routing key {binding.routing_key!r}) in vhost {binding.vhost!r}: {error.reply_code} {error.reply_text}"
+    )
+
+
 def run_migration(
     target: Queue,
     parameters: pika.ConnectionParameters,
@@ -174,7 +184,7 @@ def run_migration(
     """Migrate one queue on a connection of its own; a transient fault re-runs it from the broker's state."""
 
     def attempt() -> MigrationReport:
-        connection = pika.BlockingConnection(parameters)
+        connection = open_connection(parameters, NO_RETRY, describe=f"migration of queue {target.name!r}")
         try:
             broker = PikaMigrationBroker(connection, target.vhost, management)
             return migrate_queue(target, broker, allow_consumers=allow_consumers, before_step=before_step)
@@ -182,4 +192,13 @@ def run_migration(
             if connection.is_open:
                 connection.close()
 
-    return call_with_retry(attempt, backoff, describe=f"migration of queue {target.name!r}")
+    try:
+        return call_with_retry(attempt, backoff, describe=f"migration of queue {target.name!r}")
+    except pika.exceptions.ChannelClosedByBroker as error:
+        raise BrokerError(
+            f"migration of queue {target.name!r} in vhost {target.vhost!r}: {error.reply_code} {error.reply_text}"
+        ) from None
+    except (pika.exceptions.AMQPError, OSError) as error:
+        raise BrokerError(
+            f"migration of queue {target.name!r} in vhost {target.vhost!r}: connection lost ({type(error).__name__})"
+        ) from None

@@ -3,7 +3,10 @@
 Transient: the network dropped or refused (the node is restarting), the broker
 forced the connection closed (320), a management API 5xx or 429. Permanent:
 authentication and permissions (401, 403, ACCESS_REFUSED), PRECONDITION_FAILED,
-NOT_FOUND, RESOURCE_LOCKED and every other 4xx: retrying only repeats them.
+NOT_FOUND, RESOURCE_LOCKED, every other 4xx, every other refusal the broker
+closes a channel or connection with (541 INTERNAL_ERROR is how RabbitMQ 4 refuses
+a deprecated feature), a TLS handshake that fails and a host name that does not
+resolve: retrying only repeats them.
 
 A wrapped error (``raise BrokerError(...) from cause``) is judged by its causes,
 so clients may translate errors to ``BrokerError`` and still be retried here.
@@ -12,22 +15,22 @@ so clients may translate errors to ``BrokerError`` and still be retried here.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pika.exceptions
 import requests
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger(__name__)
 
 # AMQP reply codes that say "try again later" rather than "you asked for the wrong thing".
-TRANSIENT_REPLY_CODES = frozenset({320, 541})  # CONNECTION_FORCED (node stopping), INTERNAL_ERROR
+TRANSIENT_REPLY_CODES = frozenset({320})  # CONNECTION_FORCED: the node is stopping
 TRANSIENT_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 PERMANENT_AMQP_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.AuthenticationError,
@@ -67,6 +70,10 @@ def _judge_one(error: BaseException) -> bool | None:
         return verdict
     if isinstance(error, PERMANENT_AMQP_ERRORS):
         return False
+    if isinstance(error, socket.gaierror):
+        return error.errno == socket.EAI_AGAIN  # "temporary failure in name resolution"; else: no such host
+    if isinstance(error, ssl.SSLError):
+        return False  # a certificate that does not verify, TLS on a plain port: the same next time
     if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
         return error.reply_code in TRANSIENT_REPLY_CODES
     if isinstance(error, pika.exceptions.ChannelClosedByBroker):
@@ -117,18 +124,3 @@ def call_with_retry(
                 raise
             log.warning("%s failed (%s: %s); retrying in %.2fs", describe, type(error).__name__, error, delay)
             sleep(delay)
-
-
-def retried(backoff: Backoff = DEFAULT_BACKOFF, describe: str | None = None) -> Callable[[F], F]:
-    """Decorator form of :func:`call_with_retry`; the call must be safe to repeat (idempotent)."""
-
-    def decorate(function: F) -> F:
-        @wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call_with_retry(
-                lambda: function(*args, **kwargs), backoff, describe=describe or function.__qualname__
-            )
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
