@@ -197,7 +197,8 @@ def converge(
         for vhost in desired.vhosts:
             parameters = endpoints.amqp_parameters(vhost.name)
             lookup = management_holder_lookup(Management(endpoints, timeout=5.0, backoff=NO_RETRY))
-            locks.enter_context(VhostLock(parameters, options.lock_timeout, lookup=lookup))
+            lock = VhostLock(parameters, options.lock_timeout, lookup=lookup, backoff=management.backoff)
+            locks.enter_context(lock)
         plan = make_plan(desired, management, options.prune, endpoints)  # the state may have moved while we waited
         refuse_unsafe(plan, options)
         if on_plan is not None:

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable
 from functools import lru_cache
-from urllib.parse import quote, quote_plus, unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 from provisioner.errors import one_line
 
@@ -36,7 +36,7 @@ def _encodings(text: str) -> set[str]:
 def secret_forms(secret: str) -> frozenset[str]:
     """Every form of ``secret`` a message could hold: raw, percent-decoded, encoded, escaped."""
     forms: set[str] = set()
-    for base in {secret, unquote(secret), unquote_plus(secret)}:
+    for base in {secret, unquote(secret)}:
         forms |= _encodings(base)
     return frozenset(form for form in forms if form)
 

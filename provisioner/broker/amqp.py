@@ -248,7 +248,8 @@ class Amqp:
 
         try:
             call_with_retry(attempt, self.backoff, describe=operation.describe())
-        except pika.exceptions.ChannelClosedByBroker as error:
+        except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker) as error:
+            # A refusal (406, 403, 404, 503, 541...) is permanent: its words, at once.
             raise OperationFailed(operation, f"{error.reply_code} {error.reply_text}", done) from None
         except pika.exceptions.AMQPError as error:
             raise OperationFailed(operation, f"connection lost ({type(error).__name__})", done) from None

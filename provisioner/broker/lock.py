@@ -31,6 +31,7 @@ import pika.exceptions
 
 from provisioner.broker.amqp import open_connection
 from provisioner.broker.management import Management
+from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff
 from provisioner.errors import BrokerError, LockTimeout
 from provisioner.topology.model import LOCK_QUEUE
 
@@ -95,6 +96,7 @@ class VhostLock:
         *,
         holder: str | None = None,
         lookup: HolderLookup | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
         poll_initial: float = 0.1,
         poll_maximum: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -104,6 +106,7 @@ class VhostLock:
         self.timeout = timeout
         self.holder = holder or holder_description()
         self.lookup = lookup
+        self.backoff = backoff  # for opening the lock's connection (--retry-seconds)
         self.poll_initial, self.poll_maximum = poll_initial, poll_maximum
         self.sleep, self.clock = sleep, clock
         self.parameters = self._lock_parameters(parameters)
@@ -131,7 +134,7 @@ class VhostLock:
     def acquire(self) -> None:
         """Take the lock, waiting up to ``timeout`` seconds for another holder; LockTimeout after that."""
         started = self.clock()
-        connection = open_connection(self.parameters, describe="lock connection")
+        connection = open_connection(self.parameters, self.backoff, describe="lock connection")
         delay = self.poll_initial
         try:
             while not self._try_declare(connection):
