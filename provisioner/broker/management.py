@@ -139,10 +139,17 @@ class Management:
 
     def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
         """One queue with its counts and consumers (a migration reads its own queues so)."""
+        if name in DOT_SEGMENTS:  # the API resolves /queues/v/.. to /queues/v, even as %2E%2E: filter a list
+            page = self._request("GET", f"queues/{_q(vhost)}", missing_ok=True, params=_exactly(name))
+            return next((q for q in (page or {}).get("items", []) if q.get("name") == name), None)
         result: dict[str, Any] | None = self._request("GET", f"queues/{_q(vhost)}/{_q(name)}", missing_ok=True)
         return result
 
     def queue_bindings(self, vhost: str, name: str) -> list[dict[str, Any]]:
+        """The bindings whose destination is this queue, the default exchange's included."""
+        if name in DOT_SEGMENTS:
+            every = self._request("GET", f"bindings/{_q(vhost)}", missing_ok=True) or []
+            return [b for b in every if b.get("destination_type") == "queue" and b.get("destination") == name]
         result = self._request("GET", f"queues/{_q(vhost)}/{_q(name)}/bindings", missing_ok=True)
         return list(result or [])
 
@@ -184,9 +191,16 @@ def tag_list(whoami: Any) -> list[str]:
     return [str(tag) for tag in tags or []]
 
 
+DOT_SEGMENTS = (".", "..")
+
+
 def _q(name: str) -> str:
-    """A name as one path segment; dots escaped too, so `.` and `..` stay names (requests resolves them)."""
-    return quote(name, safe="").replace(".", "%2E")
+    return quote(name, safe="")
+
+
+def _exactly(name: str) -> dict[str, str | int]:
+    """List-endpoint parameters that select the one object of this name."""
+    return {"page": 1, "page_size": 100, "name": "^" + re.escape(name) + "$", "use_regex": "true"}
 
 
 def name_not_resolved(error: BaseException) -> socket.gaierror | None:
