@@ -225,8 +225,8 @@ def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> Non
             if any(change.kind == kind for change in plan.changes) and not tags & set(allowed):
                 user = endpoints.management_auth[0]
                 raise BrokerError(
-                    f"user {user!r} of the management API (tags: {', '.join(sorted(tags)) or 'none'}) cannot write "
-                    f"{kind}s: it needs the {' or '.join(repr(tag) for tag in allowed)} tag"
+                    f"user {user!r} of the management API (tags: {', '.join(sorted(tags)) or 'none'}) may not "
+                    f"write the plan's {kind} changes: it needs the {' or '.join(repr(tag) for tag in allowed)} tag"
                 )
     except BrokerError as error:
         raise BrokerError(f"{error}; nothing was changed") from None

@@ -89,6 +89,8 @@ class Management:
         if missing_ok and (response.status_code == 404 or "vhost_not_found" in response.text[:200]):
             return None  # 3.10 answers 400 vhost_not_found for the definitions of a missing vhost
         if response.status_code in (401, 403):
+            if missing_ok and _reason(response) == "Not administrator user" and path.startswith("definitions/"):
+                return FORBIDDEN  # the caller reads the vhost kind by kind instead
             raise ManagementError(self._refusal(method, path, response), response.status_code)
         if response.status_code >= 400:
             raise ManagementError(
@@ -133,9 +135,25 @@ class Management:
     # Reading: all a plan needs, one request per vhost whatever its size.
 
     def definitions(self, vhost: str) -> dict[str, Any] | None:
-        """The vhost's exchanges, queues, bindings and policies; None when the vhost does not exist."""
-        result: dict[str, Any] | None = self._request("GET", f"definitions/{_q(vhost)}", missing_ok=True)
-        return result
+        """The vhost's exchanges, queues, bindings and policies; None when the vhost does not exist.
+
+        One request for an administrator; a user with only the 'management' tag
+        may not read definitions, so its vhost is read kind by kind (five requests).
+        """
+        result = self._request("GET", f"definitions/{_q(vhost)}", missing_ok=True)
+        if result is FORBIDDEN:
+            return self._definitions_by_kind(vhost)
+        return result  # type: ignore[no-any-return]
+
+    def _definitions_by_kind(self, vhost: str) -> dict[str, Any] | None:
+        """What GET /api/definitions/{vhost} holds, from the per-kind lists a 'management' user may read."""
+        exchanges = self._request("GET", f"exchanges/{_q(vhost)}", missing_ok=True)
+        if exchanges is None:  # every vhost has its default exchanges: this one does not exist
+            return None
+        kinds = {kind: self._request("GET", f"{kind}/{_q(vhost)}") or [] for kind in DEFINITION_KINDS[1:]}
+        kinds["exchanges"] = exchanges
+        kinds["queues"] = [q for q in kinds["queues"] if not q.get("exclusive")]  # definitions never hold them
+        return kinds
 
     def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
         """One queue with its counts and consumers (a migration reads its own queues so)."""
@@ -192,6 +210,8 @@ def tag_list(whoami: Any) -> list[str]:
 
 
 DOT_SEGMENTS = (".", "..")
+DEFINITION_KINDS = ("exchanges", "queues", "bindings", "policies")
+FORBIDDEN: Any = object()  # _request's answer for definitions a user may not read
 
 
 def _q(name: str) -> str:
