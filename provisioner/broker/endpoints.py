@@ -146,7 +146,3 @@ class Endpoints:
             context = ssl.create_default_context(cafile=self.ca_file)
             parameters.ssl_options = pika.SSLOptions(context, parts.hostname)
         return parameters
-
-    def secrets(self) -> tuple[str, ...]:
-        """Every password these endpoints may hold, for the CLI's last line of defence."""
-        return tuple(sorted({*url_secrets(self.amqp_url), *url_secrets(self.management_url)}))
