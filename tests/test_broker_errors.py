@@ -182,14 +182,14 @@ def test_a_user_without_any_management_tag_is_told_to_add_one(tmp_path: Path, vh
     assert "refused the credentials" not in line
 
 
-def test_a_management_user_is_told_definitions_need_the_administrator_tag(
+def test_a_management_user_without_permission_on_the_vhost_is_told_so(
     tmp_path: Path, vhost: str, make_user: UserMaker
 ) -> None:
-    user = make_user(tags="management", permissions={vhost: PERMIT_ALL})
+    user = make_user(tags="management")  # may not read definitions (administrator), nor this vhost's lists
     code, output = run("plan", *urls(user), topology(tmp_path, vhost))
     line = one_error_line(output)
-    assert code == 1 and f"user '{user}' (tags: management)" in line
-    assert "needs the 'administrator' tag" in line and "Not administrator user" in line
+    assert code == 1 and f"user '{user}' (tags: management) may not GET /api/" in line
+    assert "it needs permissions on the vhost" in line and "refused the credentials" not in line
 
 
 def test_a_wrong_management_password_says_so(tmp_path: Path, vhost: str) -> None:
