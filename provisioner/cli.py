@@ -333,7 +333,7 @@ def render(files: tuple[str, ...], output: str, check: bool) -> None:
         try:
             current = Path(output).read_text(encoding="utf-8")
         except FileNotFoundError:
-            click.echo(f"stale: {output} does not exist; run: {command}")
+            say(f"stale: {output} does not exist; run: {command}")
             sys.exit(EXIT_CHANGES)
         except OSError as error:
             raise ProvisionerError(f"cannot read {output}: {error.strerror or error}") from None
