@@ -21,6 +21,7 @@ from provisioner.topology.model import (
     Topology,
     VHost,
 )
+from provisioner.topology.policies import effective
 
 MAX_NAME_BYTES = 255
 BUILT_IN_EXCHANGES = frozenset(
@@ -66,13 +67,13 @@ def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Prob
 
 def check_references(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """Bindings name known exchanges; tasks and the default queue name known queues."""
-    exchanges = {(x.vhost, x.name) for x in topology.exchanges}
+    exchanges = {(x.vhost, x.name) for x in (*topology.exchanges, *topology.external_exchanges)}
     for binding in topology.bindings:
         origin = origins[binding.key]
         if (binding.vhost, binding.source) not in exchanges and binding.source not in BUILT_IN_EXCHANGES:
             yield origin.problem(
                 f"exchange {binding.source!r} is not defined in vhost {binding.vhost!r} "
-                f"(define it under exchanges, or use a built-in amq.* exchange)",
+                f"(define it under exchanges, list it under external_exchanges, or use a built-in amq.* one)",
                 "exchange",
             )
     vhosts = {v.name for v in topology.vhosts}
@@ -93,6 +94,56 @@ def check_references(topology: Topology, origins: dict[Key, Origin]) -> Iterator
         yield celery_origin.problem(
             f"default queue {celery.default_queue!r} is not defined in vhost {celery.vhost!r}", "default_queue"
         )
+
+
+def check_external_exchanges(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """An exchange is either the topology's own or external, never both."""
+    owned = {(x.vhost, x.name) for x in topology.exchanges}
+    for external in topology.external_exchanges:
+        if (external.vhost, external.name) in owned:
+            yield origins[external.key].problem(
+                f"exchange {external.name!r} is defined in vhost {external.vhost!r} (or by a dead_letter there); "
+                f"an external exchange is one the topology does not define"
+            )
+
+
+def check_dead_letter_exchanges(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Dead letters sent to an exchange nobody declares are dropped: the exchange must be known."""
+    known = {(x.vhost, x.name) for x in (*topology.exchanges, *topology.external_exchanges)}
+
+    def unknown(vhost: str, exchange: object) -> bool:
+        return (
+            isinstance(exchange, str)
+            and exchange != ""
+            and exchange not in BUILT_IN_EXCHANGES
+            and ((vhost, exchange) not in known)
+        )
+
+    def message(vhost: str, exchange: str) -> str:
+        return (
+            f"dead-letter exchange {exchange!r} is not defined in vhost {vhost!r}: dead letters sent there are "
+            "dropped (define it under exchanges, or list it under external_exchanges if it exists outside the topology)"
+        )
+
+    for queue in topology.queues:
+        exchange = queue.arguments.get("x-dead-letter-exchange")
+        if unknown(queue.vhost, exchange):
+            origin = origins[queue.key]
+            yield origin.problem(
+                message(queue.vhost, exchange), *_written_at(origin, "dead_letter", "x-dead-letter-exchange")
+            )  # type: ignore[arg-type]
+    for policy in topology.policies:
+        exchange = policy.definition.get("dead-letter-exchange")
+        if unknown(policy.vhost, exchange):
+            origin = origins[policy.key]
+            sub = (
+                ("dead-letter-exchange",)
+                if _is_queue_policy(policy.key, origins)
+                else ("definition", "dead-letter-exchange")
+            )
+            if not origin.document.has([*origin.path, *sub]):
+                sub = ()
+            yield origin.problem(message(policy.vhost, exchange), *sub)  # type: ignore[arg-type]
 
 
 def check_queue_types(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
@@ -300,6 +351,8 @@ def check_transient_queues(topology: Topology, origins: dict[Key, Origin]) -> It
 CHECKS: tuple[Check, ...] = (
     check_names,
     check_references,
+    check_external_exchanges,
+    check_dead_letter_exchanges,
     check_queue_types,
     check_policies,
     check_dead_letter_cycles,
@@ -307,3 +360,27 @@ CHECKS: tuple[Check, ...] = (
     check_values,
     check_transient_queues,
 )
+
+
+def meaning_warnings(topology: Topology, origins: dict[Key, Origin]) -> list[Problem]:
+    """Findings that are allowed but probably not meant; validate prints them and still succeeds."""
+    return [warning for check in WARNINGS for warning in check(topology, origins)]
+
+
+def warn_quorum_drops(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """A quorum queue with neither a delivery limit nor dead-lettering drops messages on RabbitMQ 4.x."""
+    for queue in topology.queues:
+        if queue.type != "quorum":
+            continue
+        settings = effective(queue.type, queue.name, (p for p in topology.policies if p.vhost == queue.vhost))
+        limit = "x-delivery-limit" in queue.arguments or "delivery-limit" in settings.definition
+        dead_letter = "x-dead-letter-exchange" in queue.arguments or "dead-letter-exchange" in settings.definition
+        if not limit and not dead_letter:
+            yield origins[queue.key].problem(
+                "quorum queue without delivery_limit and without dead-lettering: RabbitMQ 4.x gives it a delivery "
+                "limit of 20 and then drops the message (set delivery_limit, or dead_letter)",
+                at_key=True,
+            )
+
+
+WARNINGS: tuple[Check, ...] = (warn_quorum_drops,)

@@ -20,6 +20,7 @@ from provisioner.topology.model import (
     CelerySettings,
     DeadLetter,
     Exchange,
+    ExternalExchange,
     Key,
     Policy,
     Queue,
@@ -69,6 +70,7 @@ class Expansion:
     celery: list[tuple[dict[str, Any], Origin]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     written: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (vhost, kind) -> names in the files
+    external: dict[Key, ExternalExchange] = field(default_factory=dict)  # external_exchanges entries
 
     def add(self, resource: Resource, origin: Origin) -> None:
         """Add an object once; an identical expansion product may be added again (shared DLX)."""
@@ -104,7 +106,7 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
     expansion = Expansion()
     for document in documents:
         for vhost, body, _ in vhost_bodies(document):
-            for kind in ("exchanges", "queues"):
+            for kind in ("exchanges", "queues", "external_exchanges"):
                 expansion.written.setdefault((vhost, kind), set()).update(body.get(kind) or {})
     for document in documents:
         _expand_document(document, expansion)
@@ -119,6 +121,7 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
         queues=tuple(by_kind["queue"]),
         bindings=tuple(by_kind["binding"]),
         policies=tuple(by_kind["policy"]),
+        external_exchanges=tuple(expansion.external[key] for key in sorted(expansion.external)),
         dead_letters=tuple(expansion.dead_letters),
         retry_queues=retry_queues,
         tasks=tuple(route for route, _ in expansion.tasks),
@@ -136,7 +139,7 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
 def _expand_document(document: Document, expansion: Expansion) -> None:
     data = document.data
     if "vhosts" in data:
-        for clash in ("vhost", "exchanges", "queues", "policies"):
+        for clash in ("vhost", "exchanges", "queues", "policies", "external_exchanges"):
             if clash in data:
                 expansion.problems.append(
                     document.problem(
@@ -161,6 +164,10 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
                 priority=spec.get("priority", 0),
             )
             expansion.add(policy, Origin(document, (*base, "policies", name)))
+        for index, name in enumerate(body.get("external_exchanges") or []):
+            _add_external(
+                ExternalExchange(vhost, name), Origin(document, (*base, "external_exchanges", index)), expansion
+            )
     for pattern, spec in (data.get("tasks") or {}).items():
         retry = spec.get("retry")
         route = TaskRoute(
@@ -173,6 +180,19 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
         expansion.tasks.append((route, Origin(document, ("tasks", pattern))))
     if "celery" in data:
         expansion.celery.append((dict(data["celery"] or {}), Origin(document, ("celery",))))
+
+
+def _add_external(exchange: ExternalExchange, origin: Origin, expansion: Expansion) -> None:
+    """Remember an exchange the topology uses but does not own; listed once per vhost."""
+    first = expansion.origins.get(exchange.key)
+    if first is not None:
+        message = (
+            f"external exchange {exchange.name!r} in vhost {exchange.vhost!r} is listed twice; first at {first.where()}"
+        )
+        expansion.problems.append(origin.problem(message))
+        return
+    expansion.external[exchange.key] = exchange
+    expansion.origins[exchange.key] = origin
 
 
 def _expand_exchange(vhost: str, name: str, spec: dict[str, Any], origin: Origin, expansion: Expansion) -> None:
@@ -297,7 +317,10 @@ def _dead_letter(
     expansion.dead_letters.append(dead_letter)
     made_by = f"dead_letter of queue {name!r}"
     here = Origin(origin.document, (*origin.path, "dead_letter"), made_by)
-    if "exchange" not in options or options["exchange"] not in expansion.written.get((vhost, "exchanges"), ()):
+    referenced = expansion.written.get((vhost, "exchanges"), set()) | expansion.written.get(
+        (vhost, "external_exchanges"), set()
+    )
+    if "exchange" not in options or options["exchange"] not in referenced:
         expansion.add(Exchange(vhost, dead_letter.exchange, "direct"), here)
     if "queue" not in options or options["queue"] not in expansion.written.get((vhost, "queues"), ()):
         dlq_type = options.get("queue_type", "quorum" if queue_type == "quorum" else "classic")

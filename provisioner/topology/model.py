@@ -194,7 +194,33 @@ class Policy:
         return hash(self.key)
 
 
+@dataclass(frozen=True)
+class OperatorPolicy(Policy):
+    """An operator policy: set by a broker operator, combined with the policy for its keys (the stricter wins)."""
+
+    kind: ClassVar[str] = "operator_policy"
+
+    @property
+    def key(self) -> Key:
+        return ("operator_policy", self.vhost, self.name)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
 Resource = VHost | Exchange | Queue | Binding | Policy
+
+
+@dataclass(frozen=True)
+class ExternalExchange:
+    """An exchange the topology uses but does not own (``external_exchanges``): plan checks it exists."""
+
+    vhost: str
+    name: str
+
+    @property
+    def key(self) -> Key:
+        return ("external_exchange", self.vhost, self.name)
 
 
 @dataclass(frozen=True)
@@ -289,6 +315,7 @@ class Topology:
     queues: tuple[Queue, ...] = ()
     bindings: tuple[Binding, ...] = ()
     policies: tuple[Policy, ...] = ()
+    external_exchanges: tuple[ExternalExchange, ...] = ()
     dead_letters: tuple[DeadLetter, ...] = ()
     retry_queues: tuple[RetryQueue, ...] = ()
     tasks: tuple[TaskRoute, ...] = ()
@@ -307,6 +334,7 @@ class Topology:
             queues=tuple(q for q in self.queues if q.vhost == vhost),
             bindings=tuple(b for b in self.bindings if b.vhost == vhost),
             policies=tuple(p for p in self.policies if p.vhost == vhost),
+            external_exchanges=tuple(x for x in self.external_exchanges if x.vhost == vhost),
             dead_letters=tuple(d for d in self.dead_letters if d.vhost == vhost),
             retry_queues=tuple(r for r in self.retry_queues if r.vhost == vhost),
             tasks=self.tasks if self.celery.vhost == vhost else (),
