@@ -19,7 +19,7 @@ from provisioner.broker.management import Management, tag_list
 from provisioner.broker.migration import run_migration
 from provisioner.broker.retry import NO_RETRY, Backoff
 from provisioner.diff import differences
-from provisioner.errors import BrokerError, UnsafeChange
+from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
 from provisioner.plan import PHASES, Action, Change, Plan
 from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology
 
@@ -152,6 +152,8 @@ def unfinished_refusal(change: Change) -> str:
 
 def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
     """Raise UnsafeChange naming every change the options do not allow, before anything is touched."""
+    if plan.problems:
+        raise PlanProblem("; ".join(plan.problems) + "; nothing was changed")
     reasons = []
     for change in plan.of(Action.REPLACE):
         if not options.migrate and change.parked is not None:
@@ -186,12 +188,15 @@ def converge(
 ) -> ApplyReport:
     """Plan, and when there is anything to do: lock, re-plan under the lock, check, execute."""
     plan = make_plan(desired, management, options.prune, endpoints)
+    if plan.problems:
+        refuse_unsafe(plan, options)
     if plan.is_empty:
         return ApplyReport(plan)
     refuse_unsafe(plan, options)
     check_doors(plan, endpoints, management)
     executor = Executor(desired, endpoints, management, options, progress)
-    for change in plan.of(Action.CREATE, "vhost"):
+    vhosts_made = plan.of(Action.CREATE, "vhost")
+    for change in vhosts_made:
         executor.run(Action.CREATE, "vhost", (change,))
     with ExitStack() as locks:
         for vhost in desired.vhosts:
@@ -201,9 +206,13 @@ def converge(
             locks.enter_context(lock)
         plan = make_plan(desired, management, options.prune, endpoints)  # the state may have moved while we waited
         refuse_unsafe(plan, options)
+        # the vhosts made before the lock belong to this apply's plan and its report
+        whole = replace(plan, changes=vhosts_made + plan.changes)
         if on_plan is not None:
-            on_plan(plan)
-        return executor.execute(plan)
+            on_plan(whole)
+        report = executor.execute(plan)
+        report.plan = whole
+        return report
 
 
 # What the management API needs for the writes a plan holds (reading needs 'management').
@@ -374,6 +383,12 @@ def _delete_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
     executor._declare_all("delete", [c.before for c in changes])  # type: ignore[misc]
 
 
+def _delete_operator_policy(executor: Executor, changes: tuple[Change, ...]) -> None:
+    for change in changes:
+        executor.management.delete_operator_policy(change.vhost, change.name)
+        executor._done()
+
+
 def _delete(executor: Executor, changes: tuple[Change, ...]) -> None:
     executor._declare_all("delete", [c.before for c in changes])  # type: ignore[misc]
 
@@ -388,6 +403,7 @@ HANDLERS: dict[tuple[Action, str], Callable[[Executor, tuple[Change, ...]], None
     (Action.CREATE, "policy"): _put_policy,
     (Action.UPDATE, "policy"): _put_policy,
     (Action.DELETE, "policy"): _delete_policy,
+    (Action.DELETE, "operator_policy"): _delete_operator_policy,
     (Action.DELETE, "binding"): _unbind,
     (Action.DELETE, "queue"): _delete_queue,
     (Action.DELETE, "exchange"): _delete,

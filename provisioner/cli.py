@@ -232,7 +232,11 @@ def plan(
     prune: bool,
     broker: Broker,
 ) -> None:
-    """Show what apply would change on the live broker, and why."""
+    """Show what apply would change on the live broker, and why.
+
+    Exits 1 when the broker lacks an external exchange the topology relies on
+    (apply would refuse); with --detailed-exitcode 2 for changes or drift.
+    """
     from provisioner.apply import make_plan
     from provisioner.topology import load
 
@@ -240,36 +244,66 @@ def plan(
     result = make_plan(load(files), management, prune, endpoints)
     if as_json:
         say(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
+        for problem in result.problems:
+            say(f"error: {problem}", err=True)
     else:
         _echo_plan(result)
-    if detailed_exitcode and not result.is_empty:
+    if result.problems:
+        sys.exit(EXIT_ERROR)
+    if detailed_exitcode and not result.in_sync:
         sys.exit(EXIT_CHANGES)
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@click.option("--prune", is_flag=True, help="Delete objects in managed vhosts that the topology lacks.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Also count objects in managed vhosts that the topology lacks as drift (what apply --prune would "
+    "delete). A drift check never changes or deletes anything.",
+)
 @broker_options
 @reports_errors
 def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
-    """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted."""
+    """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted.
+
+    Drift is what apply would change, and policies or operator policies outside
+    the topology that change managed queues or exchanges. Other objects the
+    topology lacks are listed, not counted (unless --prune). Exit 1 when the
+    broker lacks an external exchange the topology relies on.
+    """
     from provisioner.apply import make_plan
     from provisioner.output import parked_text, summary_line
     from provisioner.topology import load
 
     endpoints, management = broker
     result = make_plan(load(files), management, prune, endpoints)
-    if result.is_empty:
-        say(f"no drift: the broker matches {', '.join(files)}")
-        return
-    say(f"DRIFT: the broker differs from {', '.join(files)}")
+    sources = ", ".join(files)
+    if result.in_sync:
+        say(f"no drift: the broker matches {sources}")
+    else:
+        say(f"DRIFT: the broker differs from {sources}")
     for change in result.changes:
         say(
             f"drift: {change.action.value} {change.kind} {change.name!r} in {change.vhost!r}: {change.reason}"
             + parked_text(change)
         )
-    say(summary_line(result))
-    sys.exit(EXIT_CHANGES)
+    for item in result.drift:
+        label = "operator policy" if item.policy.kind == "operator_policy" else "policy"
+        for hit in item.hits:
+            say(f"drift: {label} {item.policy.name!r} in {item.policy.vhost!r} changes {hit.text()}")
+    for unmanaged in result.unmanaged:
+        if unmanaged.resource.key not in {item.policy.key for item in result.drift}:
+            resource = unmanaged.resource
+            note = f" ({unmanaged.note})" if unmanaged.note else ""
+            say(f"unmanaged (not drift): {resource.kind} {resource.name!r} in {resource.vhost!r}{note}")
+    for problem in result.problems:
+        say(f"error: {problem}", err=True)
+    if result.problems:
+        sys.exit(EXIT_ERROR)
+    if not result.in_sync:
+        say(summary_line(result))
+        sys.exit(EXIT_CHANGES)
 
 
 @main.command()

@@ -8,11 +8,24 @@ give a byte-identical plan. Both sides passed through the same normalisation
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from provisioner.broker.live import LiveVhost
+from provisioner.drift import external_problems, hidden_drift, queue_settings
 from provisioner.migrate import is_migration_queue, original_name
-from provisioner.plan import PHASE_INDEX, Action, Change, Parked, Plan, Unmanaged, describe, value_text
+from provisioner.plan import (
+    PHASE_INDEX,
+    Action,
+    Change,
+    Drift,
+    Parked,
+    Plan,
+    QueueSettings,
+    Unmanaged,
+    describe,
+    value_text,
+)
 from provisioner.topology.model import Binding, Key, Policy, Queue, Resource, Topology, VHost
 
 IMMUTABLE_FIELDS = {
@@ -25,15 +38,61 @@ def differences(desired: Topology, live: Mapping[str, LiveVhost], prune: bool = 
     """Every change that takes the live vhosts to the desired topology, in execution order."""
     changes: list[Change] = []
     unmanaged: list[Unmanaged] = []
+    drift: list[Drift] = []
+    problems: list[str] = []
+    settings: list[QueueSettings] = []
+    version = next((state.version for state in live.values() if state.version), "")
     for vhost in desired.vhosts:
-        state = live.get(vhost.name) or LiveVhost(vhost.name, exists=False)
-        found, left = _vhost_differences(desired.in_vhost(vhost.name), state, prune)
+        mine = desired.in_vhost(vhost.name)
+        state = _without_external(mine, live.get(vhost.name) or LiveVhost(vhost.name, exists=False))
+        found, left = _vhost_differences(mine, state, prune)
         changes.extend(found)
         unmanaged.extend(left)
+        drift.extend(hidden_drift(mine, state))
+        problems.extend(external_problems(mine, state))
+        settings.extend(queue_settings(mine, state, prune, version))
     dead_letter_targets = {("queue", d.vhost, d.dead_letter_queue) for d in desired.dead_letters}
     changes.sort(key=lambda c: (PHASE_INDEX[(c.action, c.kind)], c.key not in dead_letter_targets, c.key))
     unmanaged.sort(key=lambda u: u.resource.key)
-    return Plan(tuple(changes), tuple(unmanaged))
+    return Plan(
+        tuple(_with_delivery_limits(changes, settings)),
+        tuple(_noting_drift(unmanaged, drift)),
+        tuple(drift),
+        tuple(problems),
+        tuple(settings),
+    )
+
+
+def _without_external(desired: Topology, state: LiveVhost) -> LiveVhost:
+    """The live state minus the external exchanges the topology uses: never listed, never pruned."""
+    external = {x.name for x in desired.external_exchanges}
+    if not external or not state.exists:
+        return state
+    exchanges = tuple(x for x in state.topology.exchanges if x.name not in external)
+    return replace(state, topology=replace(state.topology, exchanges=exchanges))
+
+
+def _with_delivery_limits(changes: list[Change], settings: list[QueueSettings]) -> list[Change]:
+    """Quorum queue creations say which delivery limit the broker will enforce."""
+    limits = {(s.vhost, s.queue): s for s in settings if s.type == "quorum"}
+    result = []
+    for change in changes:
+        found = limits.get((change.vhost, change.name))
+        if change.action is Action.CREATE and change.kind == "queue" and found is not None:
+            limit = "unlimited" if found.delivery_limit is None else str(found.delivery_limit)
+            text = f"delivery-limit {limit} ({found.delivery_limit_source})"
+            change = replace(change, reason=f"{change.reason}; {text}" if change.reason else text)
+        result.append(change)
+    return result
+
+
+def _noting_drift(unmanaged: list[Unmanaged], drift: list[Drift]) -> list[Unmanaged]:
+    """Unmanaged policies that change managed objects say so where they are listed."""
+    culprits = {item.policy.key for item in drift}
+    return [
+        replace(u, note=u.note or "changes managed objects: drift") if u.resource.key in culprits else u
+        for u in unmanaged
+    ]
 
 
 def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tuple[list[Change], list[Unmanaged]]:

@@ -47,5 +47,9 @@ class UnsafeChange(ProvisionerError):
     """The plan holds changes that need an explicit flag (--migrate, --force)."""
 
 
+class PlanProblem(ProvisionerError):
+    """The broker lacks something the topology relies on but does not own (an external exchange)."""
+
+
 class LockTimeout(ProvisionerError):
     """Another apply holds the vhost lock for longer than --lock-timeout."""

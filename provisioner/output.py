@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from provisioner.plan import SYMBOLS, Action, Change, Plan, Unmanaged
+from provisioner.plan import SYMBOLS, Action, Change, Drift, Plan, Unmanaged
 
 COLOURS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red"}
 Line = tuple[str, str | None]
@@ -15,7 +15,7 @@ Line = tuple[str, str | None]
 
 def plan_lines(plan: Plan) -> list[Line]:
     """The plan as lines; an empty plan says so in one line."""
-    if plan.is_empty and not plan.unmanaged:
+    if plan.in_sync and not plan.unmanaged and not plan.problems:
         return [("No changes. The broker matches the topology.", None)]
     lines: list[Line] = []
     by_vhost = groupby(sorted(plan.changes, key=lambda c: c.vhost), key=lambda c: c.vhost)
@@ -28,18 +28,45 @@ def plan_lines(plan: Plan) -> list[Line]:
         lines.append(("", None))
         lines.append(("Not in the topology (left alone; --prune deletes them):", None))
         lines.extend((_unmanaged_line(item), None) for item in plan.unmanaged)
+    lines.extend(drift_lines(plan))
+    if plan.problems:
+        lines.append(("", None))
+        lines.append(("Problems (apply refuses to start until they are fixed):", None))
+        lines.extend((f"      {problem}", "red") for problem in plan.problems)
     lines.append(("", None))
     lines.append((summary_line(plan), None))
     return lines
 
 
+def drift_lines(plan: Plan) -> list[Line]:
+    """What policies outside the topology change on managed objects (hidden drift)."""
+    if not plan.drift:
+        return []
+    lines: list[Line] = [("", None), ("Drift: not in the topology, changes managed objects (--prune deletes):", None)]
+    for item in plan.drift:
+        lines.append((_drift_head(item), "yellow"))
+        lines.extend((f"          {hit.text()}", None) for hit in item.hits)
+    return lines
+
+
+def _drift_head(item: Drift) -> str:
+    policy = item.policy
+    label = "operator policy" if policy.kind == "operator_policy" else "policy"
+    return (
+        f"      {label} {policy.name} in {policy.vhost!r} "  # type: ignore[union-attr]
+        f"(pattern {policy.pattern!r}, apply-to {policy.apply_to}, priority {policy.priority}):"  # type: ignore[union-attr]
+    )
+
+
 def summary_line(plan: Plan) -> str:
-    if plan.is_empty:
-        return f"No changes. {len(plan.unmanaged)} object(s) not in the topology."
     counts = plan.summary()
+    drift = f" Drift: {counts['drift']} object(s) not in the topology change managed ones." if plan.drift else ""
+    problems = f" {counts['problems']} problem(s)." if plan.problems else ""
+    if plan.is_empty:
+        return f"No changes. {len(plan.unmanaged)} object(s) not in the topology.{drift}{problems}"
     return (
         f"Plan: {counts['create']} to create, {counts['update']} to update, "
-        f"{counts['replace']} to replace, {counts['delete']} to delete."
+        f"{counts['replace']} to replace, {counts['delete']} to delete.{drift}{problems}"
     )
 
 

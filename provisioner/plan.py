@@ -114,19 +114,94 @@ class Unmanaged:
 
 
 @dataclass(frozen=True)
+class Hit:
+    """What a policy the topology does not describe changes on one managed object."""
+
+    kind: str  # queue | exchange
+    name: str
+    settings: tuple[tuple[str, Any, Any], ...]  # (key, intended, effective) for every setting it changes
+    shadows: str | None = None  # the topology's policy it displaces, if any
+
+    def text(self) -> str:
+        changed = ", ".join(f"{key}: {value_text(old)} -> {value_text(new)}" for key, old, new in self.settings)
+        shadowed = f"shadows policy {self.shadows}" if self.shadows else ""
+        return f"{self.kind} {self.name}: " + "; ".join(part for part in (shadowed, changed) if part)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "settings": {key: {"intended": old, "effective": new} for key, old, new in self.settings},
+            "shadows": self.shadows,
+        }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A policy or operator policy the topology does not describe that changes how managed objects behave."""
+
+    policy: Resource
+    hits: tuple[Hit, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.policy.kind,
+            "vhost": self.policy.vhost,
+            "name": self.policy.name,
+            "hits": [hit.to_json() for hit in self.hits],
+        }
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The policy settings a managed queue has after apply, and its effective delivery limit."""
+
+    vhost: str
+    queue: str
+    type: str
+    policy: str | None
+    operator_policy: str | None
+    definition: dict[str, Any]
+    delivery_limit: int | None = None  # quorum queues; None: unlimited
+    delivery_limit_source: str = ""  # "argument", "policy NAME", "the broker's default on 4.x", ...
+
+    def to_json(self) -> dict[str, Any]:
+        document = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.type != "quorum":
+            del document["delivery_limit"], document["delivery_limit_source"]
+        return document
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What apply would do, in the order it would do it, and what it leaves alone."""
+    """What apply would do, in the order it would do it, and what it leaves alone.
+
+    ``drift`` is what objects outside the topology (policies, operator policies)
+    change on managed objects; ``problems`` are what apply refuses to start with.
+    """
 
     changes: tuple[Change, ...] = ()
     unmanaged: tuple[Unmanaged, ...] = ()
+    drift: tuple[Drift, ...] = ()
+    problems: tuple[str, ...] = ()
+    settings: tuple[QueueSettings, ...] = ()
 
     @property
     def is_empty(self) -> bool:
         return not self.changes
 
+    @property
+    def in_sync(self) -> bool:
+        """No change to make and nothing outside the topology changing managed objects."""
+        return not self.changes and not self.drift
+
     def summary(self) -> dict[str, int]:
         counts = Counter(change.action for change in self.changes)
-        return {action.value: counts.get(action, 0) for action in Action} | {"unmanaged": len(self.unmanaged)}
+        return {action.value: counts.get(action, 0) for action in Action} | {
+            "unmanaged": len(self.unmanaged),
+            "drift": len(self.drift),
+            "problems": len(self.problems),
+        }
 
     def of(self, action: Action, kind: str | None = None) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is action and (kind is None or c.kind == kind))
@@ -135,6 +210,9 @@ class Plan:
         return {
             "changes": [change.to_json() for change in self.changes],
             "unmanaged": [item.to_json() for item in self.unmanaged],
+            "drift": [item.to_json() for item in self.drift],
+            "problems": list(self.problems),
+            "queues": [item.to_json() for item in self.settings],
             "summary": self.summary(),
         }
 
@@ -158,7 +236,7 @@ def describe(resource: Resource) -> str:
         if not resource.durable:  # type: ignore[union-attr]
             flags.append("transient")
         return ", ".join(flags + _arguments(resource.arguments))  # type: ignore[union-attr]
-    if kind == "policy":
+    if kind in ("policy", "operator_policy"):
         return f"pattern {resource.pattern!r} on {resource.apply_to}: {_table(resource.definition)}"  # type: ignore[union-attr]
     return ""
 
@@ -194,6 +272,7 @@ PHASES: tuple[tuple[Action, str], ...] = (
     (Action.CREATE, "policy"),
     (Action.UPDATE, "policy"),
     (Action.DELETE, "policy"),
+    (Action.DELETE, "operator_policy"),
     (Action.DELETE, "binding"),
     (Action.DELETE, "queue"),
     (Action.DELETE, "exchange"),

@@ -1,7 +1,8 @@
 """Read a vhost's live state into the same model types the topology uses, normalised the same way.
 
-One management request per vhost, whatever its size: the vhost's definitions
-(exchanges, queues, bindings, policies as stored). Message counts, where a plan
+Two management requests per vhost, whatever its size: the vhost's definitions
+(exchanges, queues, bindings, policies as stored, the broker's version) and its
+operator policies, which definitions leave out. Message counts, where a plan
 shows them, come exactly from AMQP (apply.with_exact_counts). What the broker
 or Celery make on their own is left out here, so it can never show as drift.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.broker.lock import is_lock_queue
@@ -20,6 +21,7 @@ from provisioner.topology.model import (
     PROBE_SUFFIX,
     Binding,
     Exchange,
+    OperatorPolicy,
     Policy,
     Queue,
     Topology,
@@ -95,19 +97,30 @@ class LiveVhost:
     topology: Topology = field(default_factory=Topology)
     stats: dict[str, QueueStats] = field(default_factory=dict)
     ignored: int = 0  # objects of Celery's or the broker's own, left out
+    version: str = ""  # the broker's RabbitMQ version, as its definitions say ("" when unknown)
 
 
 def read_vhost(management: Management, vhost: str, desired: Topology | None = None) -> LiveVhost:
-    """The live state of one vhost in one request."""
+    """The live state of one vhost: its definitions and its operator policies."""
     definitions = management.definitions(vhost)
     if definitions is None:
         return LiveVhost(vhost, exists=False)
-    return live_from_definitions(vhost, definitions, desired=desired)
+    return live_from_definitions(
+        vhost, definitions, desired=desired, operator_policies=management.operator_policies(vhost)
+    )
 
 
 def read_live(management: Management, vhosts: Iterable[str], desired: Topology | None = None) -> dict[str, LiveVhost]:
-    """The live state of every vhost a topology manages."""
-    return {vhost: read_vhost(management, vhost, desired) for vhost in vhosts}
+    """The live state of every vhost a topology manages.
+
+    The broker's version comes with a vhost's definitions; only when every vhost
+    is still to be created (never on a no-op plan) does it cost one more request.
+    """
+    found = {vhost: read_vhost(management, vhost, desired) for vhost in vhosts}
+    if found and not any(state.version for state in found.values()):
+        version = str(management.overview().get("rabbitmq_version") or "")
+        found = {vhost: replace(state, version=version) for vhost, state in found.items()}
+    return found
 
 
 def live_from_definitions(
@@ -115,6 +128,7 @@ def live_from_definitions(
     definitions: dict[str, Any],
     details: dict[str, dict[str, Any]] | None = None,
     desired: Topology | None = None,
+    operator_policies: list[dict[str, Any]] | None = None,
 ) -> LiveVhost:
     """Pure: the management API's answers -> LiveVhost (recorded answers make the diff tests).
 
@@ -184,17 +198,8 @@ def live_from_definitions(
             ignored += 1
             continue
         bindings.append(binding)
-    policies = [
-        Policy(
-            vhost,
-            item["name"],
-            item["pattern"],
-            dict(item.get("definition") or {}),
-            apply_to=item.get("apply-to", "all"),
-            priority=int(item.get("priority", 0)),
-        )
-        for item in definitions.get("policies", [])
-    ]
+    policies = [_policy(Policy, vhost, item) for item in definitions.get("policies", [])]
+    policies += [_policy(OperatorPolicy, vhost, item) for item in operator_policies or []]
     stats = {
         name: QueueStats(int(detail.get("messages") or 0), int(detail.get("consumers") or 0))
         for name, detail in details.items()
@@ -206,7 +211,19 @@ def live_from_definitions(
         bindings=tuple(bindings),
         policies=tuple(policies),
     )
-    return LiveVhost(vhost, True, topology, stats, ignored)
+    return LiveVhost(vhost, True, topology, stats, ignored, str(definitions.get("rabbit_version") or ""))
+
+
+def _policy(kind: type[Policy], vhost: str, item: dict[str, Any]) -> Policy:
+    """A policy or operator policy as the management API lists it."""
+    return kind(
+        vhost,
+        item["name"],
+        item["pattern"],
+        dict(item.get("definition") or {}),
+        apply_to=item.get("apply-to", "all"),
+        priority=int(item.get("priority", 0)),
+    )
 
 
 def _not_managed_queue(name: str, detail: dict[str, Any]) -> bool:

@@ -155,6 +155,11 @@ class Management:
         kinds["queues"] = [q for q in kinds["queues"] if not q.get("exclusive")]  # definitions never hold them
         return kinds
 
+    def operator_policies(self, vhost: str) -> list[dict[str, Any]]:
+        """The vhost's operator policies (the definitions of a vhost leave them out)."""
+        result = self._request("GET", f"operator-policies/{_q(vhost)}", missing_ok=True)
+        return list(result or [])
+
     def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
         """One queue with its counts and consumers (a migration reads its own queues so)."""
         if name in DOT_SEGMENTS:  # the API resolves /queues/v/.. to /queues/v, even as %2E%2E: filter a list
@@ -199,6 +204,9 @@ class Management:
 
     def delete_policy(self, vhost: str, name: str) -> None:
         self._request("DELETE", f"policies/{_q(vhost)}/{_q(name)}", missing_ok=True)
+
+    def delete_operator_policy(self, vhost: str, name: str) -> None:
+        self._request("DELETE", f"operator-policies/{_q(vhost)}/{_q(name)}", missing_ok=True)
 
 
 def tag_list(whoami: Any) -> list[str]:

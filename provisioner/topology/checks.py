@@ -369,9 +369,10 @@ def meaning_warnings(topology: Topology, origins: dict[Key, Origin]) -> list[Pro
 
 def warn_quorum_drops(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """A quorum queue with neither a delivery limit nor dead-lettering drops messages on RabbitMQ 4.x."""
+    parking = {("queue", d.vhost, d.dead_letter_queue) for d in topology.dead_letters}
     for queue in topology.queues:
-        if queue.type != "quorum":
-            continue
+        if queue.type != "quorum" or queue.key in parking or origins[queue.key].generated_by:
+            continue  # a dead-letter queue is where messages park, not where they are redelivered
         settings = effective(queue.type, queue.name, (p for p in topology.policies if p.vhost == queue.vhost))
         limit = "x-delivery-limit" in queue.arguments or "delivery-limit" in settings.definition
         dead_letter = "x-dead-letter-exchange" in queue.arguments or "dead-letter-exchange" in settings.definition
