@@ -44,12 +44,13 @@ def differences(desired: Topology, live: Mapping[str, LiveVhost], prune: bool = 
     version = next((state.version for state in live.values() if state.version), "")
     for vhost in desired.vhosts:
         mine = desired.in_vhost(vhost.name)
-        state = _without_external(mine, live.get(vhost.name) or LiveVhost(vhost.name, exists=False))
+        state = live.get(vhost.name) or LiveVhost(vhost.name, exists=False)
+        problems.extend(external_problems(mine, state))
+        state = _without_external(mine, state)
         found, left = _vhost_differences(mine, state, prune)
         changes.extend(found)
         unmanaged.extend(left)
         drift.extend(hidden_drift(mine, state))
-        problems.extend(external_problems(mine, state))
         settings.extend(queue_settings(mine, state, prune, version))
     dead_letter_targets = {("queue", d.vhost, d.dead_letter_queue) for d in desired.dead_letters}
     changes.sort(key=lambda c: (PHASE_INDEX[(c.action, c.kind)], c.key not in dead_letter_targets, c.key))
