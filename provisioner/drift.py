@@ -16,7 +16,7 @@ from typing import Any
 from provisioner.broker.live import LiveVhost
 from provisioner.plan import Drift, Hit, QueueSettings
 from provisioner.topology.model import Exchange, OperatorPolicy, Policy, Queue, Topology
-from provisioner.topology.policies import Effective, effective
+from provisioner.topology.policies import Effective, PolicySet, effective
 
 DEFAULT_DELIVERY_LIMIT_4X = 20  # RabbitMQ 4.0+ gives every quorum queue this limit unless told otherwise
 
@@ -41,12 +41,13 @@ def hidden_drift(desired: Topology, state: LiveVhost) -> list[Drift]:
     if not foreign and not operator:
         return []
     by_name = {p.key: p for p in (*foreign, *operator)}
+    intended_set, chosen_set, operator_set = PolicySet(ours), PolicySet([*ours, *foreign]), PolicySet(operator)
     hits: dict[tuple[str, ...], list[Hit]] = {}
     for resource in (*desired.exchanges, *desired.queues):
         target = _target(resource)
-        intended = effective(target, resource.name, ours)
-        chosen = effective(target, resource.name, [*ours, *foreign])
-        actual = effective(target, resource.name, [*ours, *foreign], operator)
+        intended = effective(target, resource.name, intended_set)
+        chosen = effective(target, resource.name, chosen_set)
+        actual = effective(target, resource.name, chosen_set, operator_set)
         if chosen.policy != intended.policy and chosen.policy is not None:
             culprit = next(p for p in foreign if p.name == chosen.policy)
             settings = _setting_changes(intended.definition, chosen.definition)
@@ -73,8 +74,9 @@ def queue_settings(desired: Topology, state: LiveVhost, prune: bool, version: st
     if prune:
         foreign, operator = [], []
     found = []
+    policies, operators = PolicySet([*ours, *foreign]), PolicySet(operator)
     for queue in desired.queues:
-        applied = effective(queue.type, queue.name, [*ours, *foreign], operator)
+        applied = effective(queue.type, queue.name, policies, operators)
         limit, source = delivery_limit(queue, applied, version) if queue.type == "quorum" else (None, "")
         found.append(
             QueueSettings(

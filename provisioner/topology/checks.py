@@ -21,7 +21,7 @@ from provisioner.topology.model import (
     Topology,
     VHost,
 )
-from provisioner.topology.policies import effective
+from provisioner.topology.policies import PolicySet, effective
 
 MAX_NAME_BYTES = 255
 BUILT_IN_EXCHANGES = frozenset(
@@ -370,10 +370,13 @@ def meaning_warnings(topology: Topology, origins: dict[Key, Origin]) -> list[Pro
 def warn_quorum_drops(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """A quorum queue with neither a delivery limit nor dead-lettering drops messages on RabbitMQ 4.x."""
     parking = {("queue", d.vhost, d.dead_letter_queue) for d in topology.dead_letters}
+    policies = {
+        vhost.name: PolicySet(p for p in topology.policies if p.vhost == vhost.name) for vhost in topology.vhosts
+    }
     for queue in topology.queues:
         if queue.type != "quorum" or queue.key in parking or origins[queue.key].generated_by:
             continue  # a dead-letter queue is where messages park, not where they are redelivered
-        settings = effective(queue.type, queue.name, (p for p in topology.policies if p.vhost == queue.vhost))
+        settings = effective(queue.type, queue.name, policies.get(queue.vhost, PolicySet()))
         limit = "x-delivery-limit" in queue.arguments or "delivery-limit" in settings.definition
         dead_letter = "x-dead-letter-exchange" in queue.arguments or "dead-letter-exchange" in settings.definition
         if not limit and not dead_letter:

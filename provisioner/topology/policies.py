@@ -57,18 +57,39 @@ def matches(policy: Policy, target: str, name: str) -> bool:
     return pattern is not None and pattern.search(name) is not None
 
 
-def winner(policies: Iterable[Policy], target: str, name: str) -> Policy | None:
-    """The matching policy of highest priority (ties: the first by name), or None."""
-    found = [p for p in policies if matches(p, target, name)]
-    return min(found, key=lambda p: (-p.priority, p.name)) if found else None
+_LITERAL = re.compile(r"\^((?:[^\\.^$*+?()\[\]{}|]|\\[^A-Za-z0-9])*)\$")
+
+
+class PolicySet:
+    """Policies indexed for lookup: ``^name$`` patterns (a queue's own policy) by name, the rest scanned.
+
+    Without the index a topology of N queues with a policy each costs N x N
+    regular-expression searches.
+    """
+
+    def __init__(self, policies: Iterable[Policy] = ()) -> None:
+        self.exact: dict[str, list[Policy]] = {}
+        self.other: list[Policy] = []
+        for policy in policies:
+            literal = _LITERAL.fullmatch(policy.pattern)
+            if literal is None:
+                self.other.append(policy)
+            else:
+                self.exact.setdefault(re.sub(r"\\(.)", r"\1", literal.group(1)), []).append(policy)
+
+    def winner(self, target: str, name: str) -> Policy | None:
+        """The matching policy of highest priority (ties: the first by name), or None."""
+        found = [p for p in self.exact.get(name, ()) if target in APPLIES_TO.get(p.apply_to, frozenset())]
+        found += [p for p in self.other if matches(p, target, name)]
+        return min(found, key=lambda p: (-p.priority, p.name)) if found else None
 
 
 def effective(
-    target: str, name: str, policies: Iterable[Policy], operator_policies: Iterable[Policy] = ()
+    target: str, name: str, policies: PolicySet | Iterable[Policy], operator_policies: PolicySet | Iterable[Policy] = ()
 ) -> Effective:
     """What the broker applies to one object: its policy, its operator policy, their combined definition."""
-    policy = winner(policies, target, name)
-    operator = winner(operator_policies, target, name)
+    policy = _as_set(policies).winner(target, name)
+    operator = _as_set(operator_policies).winner(target, name)
     definition = dict(policy.definition) if policy else {}
     for key, value in (operator.definition if operator else {}).items():
         current = definition.get(key)
@@ -81,6 +102,10 @@ def effective(
         operator.name if operator else None,
         dict(sorted(definition.items())),
     )
+
+
+def _as_set(policies: PolicySet | Iterable[Policy]) -> PolicySet:
+    return policies if isinstance(policies, PolicySet) else PolicySet(policies)
 
 
 def _number(value: Any) -> bool:
