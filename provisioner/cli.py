@@ -339,6 +339,12 @@ def apply(
     options = ApplyOptions(prune=prune, migrate=migrate, force=force, workers=workers, lock_timeout=lock_timeout)
     with _Progress() as progress:
         report = converge(desired, endpoints, management, options, progress.update, progress.start)
+    if report.plan.is_empty and report.plan.drift:
+        click.echo(
+            f"No changes. {len(report.plan.drift)} object(s) not in the topology change managed ones "
+            "(provision plan shows how; apply --prune deletes them)."
+        )
+        return
     if report.plan.is_empty:
         say("No changes. The broker matches the topology.")
         return

@@ -4,7 +4,10 @@ operator policies, quorum queues' delivery limits. Against the real broker."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import textwrap
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -264,6 +267,10 @@ def test_a_hand_added_policy_on_a_managed_queue_is_drift_and_elsewhere_only_unma
         assert effective["orders"]["policy"] == "provisioner.orders"
         wait_for(lambda: broker_policy(vhost, "audit") == "ops-ttl")  # the broker picked the same policy
 
+        kept = run("apply", file, vhost=vhost)  # without --prune apply leaves it, and says so
+        assert kept.exit_code == 0 and "No changes. 1 object(s) not in the topology change managed ones" in kept.output
+        assert broker_policy(vhost, "audit") == "ops-ttl"
+
         # the same policy on a pattern no managed object matches: listed, not drift
         put_policy(vhost, "ops-ttl", "^legacy$", {"message-ttl": 60000})
         quiet = run("drift", file, vhost=vhost)
@@ -334,3 +341,22 @@ def test_the_pre_commit_snippets_do_not_name_a_tag_that_does_not_exist() -> None
     root = Path(__file__).resolve().parent.parent
     for name in ("README.md", ".pre-commit-hooks.yaml"):
         assert "rev: v0.1.0" not in (root / name).read_text(), name
+
+
+def test_quickstart_works_in_a_vhost_of_its_own() -> None:
+    root = Path(__file__).resolve().parent.parent
+    vhost = f"quickstart-{uuid.uuid4().hex[:10]}"
+    try:
+        result = subprocess.run(
+            ["bash", "scripts/quickstart.sh"],
+            cwd=root,
+            env={**os.environ, "PROVISION_QUICKSTART_VHOST": vhost},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"applying topologies/seed.yaml in vhost '{vhost}'" in result.stdout
+        queues = {item["name"] for item in api("GET", f"queues/{q(vhost)}").json()}
+        assert queues == {"celery", "celery.dead", "example", "example.dead"}
+    finally:
+        api("DELETE", f"vhosts/{q(vhost)}")
