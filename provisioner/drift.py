@@ -31,7 +31,7 @@ def _split(desired: Topology, state: LiveVhost) -> tuple[list[Policy], list[Poli
     names = {p.name for p in ours}
     live = state.topology.policies if state.exists else ()
     foreign = [p for p in live if not isinstance(p, OperatorPolicy) and p.name not in names]
-    operator = [p for p in live if isinstance(p, OperatorPolicy)]
+    operator: list[Policy] = [p for p in live if isinstance(p, OperatorPolicy)]
     return ours, foreign, operator
 
 
@@ -43,7 +43,8 @@ def hidden_drift(desired: Topology, state: LiveVhost) -> list[Drift]:
     by_name = {p.key: p for p in (*foreign, *operator)}
     intended_set, chosen_set, operator_set = PolicySet(ours), PolicySet([*ours, *foreign]), PolicySet(operator)
     hits: dict[tuple[str, ...], list[Hit]] = {}
-    for resource in (*desired.exchanges, *desired.queues):
+    managed: list[Exchange | Queue] = [*desired.exchanges, *desired.queues]
+    for resource in managed:
         target = _target(resource)
         intended = effective(target, resource.name, intended_set)
         chosen = effective(target, resource.name, chosen_set)

@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pika
@@ -41,7 +42,7 @@ def put_policy(vhost: str, name: str, pattern: str, definition: dict, priority: 
     api("PUT", f"{kind}/{q(vhost)}/{q(name)}", json=body).raise_for_status()
 
 
-def broker_policy(vhost: str, queue: str, field: str = "policy") -> object:
+def broker_policy(vhost: str, queue: str, field: str = "policy") -> Any:
     """What the broker itself says applies to a queue (its own policy matching, for comparison)."""
     return api("GET", f"queues/{q(vhost)}/{q(queue)}").json().get(field)
 

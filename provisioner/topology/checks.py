@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from provisioner.errors import Problem
 from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS, table_value_problem, value_problem
@@ -67,7 +68,7 @@ def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Prob
 
 def check_references(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """Bindings name known exchanges; tasks and the default queue name known queues."""
-    exchanges = {(x.vhost, x.name) for x in (*topology.exchanges, *topology.external_exchanges)}
+    exchanges = {(x.vhost, x.name) for x in topology.exchanges} | _external(topology)
     for binding in topology.bindings:
         origin = origins[binding.key]
         if (binding.vhost, binding.source) not in exchanges and binding.source not in BUILT_IN_EXCHANGES:
@@ -109,9 +110,9 @@ def check_external_exchanges(topology: Topology, origins: dict[Key, Origin]) -> 
 
 def check_dead_letter_exchanges(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """Dead letters sent to an exchange nobody declares are dropped: the exchange must be known."""
-    known = {(x.vhost, x.name) for x in (*topology.exchanges, *topology.external_exchanges)}
+    known = {(x.vhost, x.name) for x in topology.exchanges} | _external(topology)
 
-    def unknown(vhost: str, exchange: object) -> bool:
+    def unknown(vhost: str, exchange: Any) -> bool:
         return (
             isinstance(exchange, str)
             and exchange != ""
@@ -119,7 +120,7 @@ def check_dead_letter_exchanges(topology: Topology, origins: dict[Key, Origin]) 
             and ((vhost, exchange) not in known)
         )
 
-    def message(vhost: str, exchange: str) -> str:
+    def message(vhost: str, exchange: Any) -> str:
         return (
             f"dead-letter exchange {exchange!r} is not defined in vhost {vhost!r}: dead letters sent there are "
             "dropped (define it under exchanges, or list it under external_exchanges if it exists outside the topology)"
@@ -131,19 +132,23 @@ def check_dead_letter_exchanges(topology: Topology, origins: dict[Key, Origin]) 
             origin = origins[queue.key]
             yield origin.problem(
                 message(queue.vhost, exchange), *_written_at(origin, "dead_letter", "x-dead-letter-exchange")
-            )  # type: ignore[arg-type]
+            )
     for policy in topology.policies:
         exchange = policy.definition.get("dead-letter-exchange")
         if unknown(policy.vhost, exchange):
             origin = origins[policy.key]
-            sub = (
+            sub: tuple[str, ...] = (
                 ("dead-letter-exchange",)
                 if _is_queue_policy(policy.key, origins)
                 else ("definition", "dead-letter-exchange")
             )
             if not origin.document.has([*origin.path, *sub]):
                 sub = ()
-            yield origin.problem(message(policy.vhost, exchange), *sub)  # type: ignore[arg-type]
+            yield origin.problem(message(policy.vhost, exchange), *sub)
+
+
+def _external(topology: Topology) -> set[tuple[str, str]]:
+    return {(x.vhost, x.name) for x in topology.external_exchanges}
 
 
 def check_queue_types(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
