@@ -198,9 +198,9 @@ def test_validate_warns_about_a_quorum_queue_that_would_drop_messages(tmp_path: 
     file = write(tmp_path, QUORUM)
     result = run("validate", file, vhost="v")
     assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    warnings = [line for line in result.output.splitlines() if ": warning: " in line]
     assert warnings == [
-        f"warning: {file}:4:3: quorum queue without delivery_limit and without dead-lettering: RabbitMQ 4.x gives "
+        f"{file}:4:3: warning: quorum queue without delivery_limit and without dead-lettering: RabbitMQ 4.x gives "
         "it a delivery limit of 20 and then drops the message (set delivery_limit, or dead_letter) (at queues.plain)"
     ]
 

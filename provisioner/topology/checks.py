@@ -353,25 +353,6 @@ def check_transient_queues(topology: Topology, origins: dict[Key, Origin]) -> It
             )
 
 
-CHECKS: tuple[Check, ...] = (
-    check_names,
-    check_references,
-    check_external_exchanges,
-    check_dead_letter_exchanges,
-    check_queue_types,
-    check_policies,
-    check_dead_letter_cycles,
-    check_task_patterns,
-    check_values,
-    check_transient_queues,
-)
-
-
-def meaning_warnings(topology: Topology, origins: dict[Key, Origin]) -> list[Problem]:
-    """Findings that are allowed but probably not meant; validate prints them and still succeeds."""
-    return [warning for check in WARNINGS for warning in check(topology, origins)]
-
-
 def warn_quorum_drops(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """A quorum queue with neither a delivery limit nor dead-lettering drops messages on RabbitMQ 4.x."""
     parking = {("queue", d.vhost, d.dead_letter_queue) for d in topology.dead_letters}
@@ -385,11 +366,23 @@ def warn_quorum_drops(topology: Topology, origins: dict[Key, Origin]) -> Iterato
         limit = "x-delivery-limit" in queue.arguments or "delivery-limit" in settings.definition
         dead_letter = "x-dead-letter-exchange" in queue.arguments or "dead-letter-exchange" in settings.definition
         if not limit and not dead_letter:
-            yield origins[queue.key].problem(
+            yield origins[queue.key].warning(
                 "quorum queue without delivery_limit and without dead-lettering: RabbitMQ 4.x gives it a delivery "
                 "limit of 20 and then drops the message (set delivery_limit, or dead_letter)",
                 at_key=True,
             )
 
 
-WARNINGS: tuple[Check, ...] = (warn_quorum_drops,)
+CHECKS: tuple[Check, ...] = (
+    check_names,
+    check_references,
+    check_external_exchanges,
+    check_dead_letter_exchanges,
+    check_queue_types,
+    check_policies,
+    check_dead_letter_cycles,
+    check_task_patterns,
+    check_values,
+    check_transient_queues,
+    warn_quorum_drops,
+)
