@@ -540,7 +540,9 @@ def test_cli_reports_every_problem_and_exit_codes(tmp_path: Path) -> None:
     assert "valid:" in ok.output
     result = CliRunner().invoke(main, ["validate", str(good), str(bad), str(tmp_path)])
     assert result.exit_code == 1
-    lines = [line for line in result.output.splitlines() if line.startswith(str(tmp_path))]
+    lines = [  # the quorum queue's delivery-limit warning aside
+        line for line in result.output.splitlines() if line.startswith(str(tmp_path)) and ": warning: " not in line
+    ]
     assert lines == [
         f"{tmp_path}:1:1: is a directory; name the topology files in it (for example dir/*.yaml)",
         f"{bad}:3:30: quorum queues are always durable (at queues.q.durable)",
@@ -832,7 +834,7 @@ STRING_PLACES = {
         lambda t: t.dead_letters[0].exchange,
     ),
     "x-dead-letter-exchange argument": (
-        "queues:\n  q: {arguments: {x-dead-letter-exchange: '${V}'}}\n",
+        "external_exchanges: ['${V}']\nqueues:\n  q: {arguments: {x-dead-letter-exchange: '${V}'}}\n",
         lambda t: t.queues[0].arguments["x-dead-letter-exchange"],
     ),
 }
@@ -862,7 +864,11 @@ def test_a_lone_variable_takes_its_type_where_numbers_or_booleans_belong(
 
 
 def test_a_lone_variable_in_a_queue_policy_takes_the_argument_tables_type(tmp_path: Path) -> None:
-    path = write(tmp_path, "version: 1\nqueues:\n  q: {policy: {max-length: '${N}', dead-letter-exchange: '${N}'}}\n")
+    path = write(
+        tmp_path,
+        "version: 1\nexternal_exchanges: ['${N}']\n"
+        "queues:\n  q: {policy: {max-length: '${N}', dead-letter-exchange: '${N}'}}\n",
+    )
     assert load([path], environ={"N": "10"}).policies[0].definition == {"max-length": 10, "dead-letter-exchange": "10"}
 
 
