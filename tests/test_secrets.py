@@ -231,7 +231,7 @@ def test_a_password_full_of_url_syntax_works_and_is_never_printed(
             code, output = run([*command, *options, str(topology)], env)
             assert code == expected, (command, output)
             outputs.append(output)
-    assert "Applied: 7 created" in "".join(outputs)  # 2 exchanges, 2 queues, 2 bindings, the policy
+    assert "Applied: 8 created" in "".join(outputs)  # the vhost, 2 exchanges, 2 queues, 2 bindings, the policy
     for command in (["validate"], ["render", "-o", "-"]):
         code, output = run([*command, str(topology)], by_env)
         assert code == 0, output
