@@ -145,7 +145,7 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
                 )
     for vhost, body, base in vhost_bodies(document):
         origin = Origin(document, base or (("vhost",) if "vhost" in data else ()))
-        if vhost not in {k[1] for k in expansion.objects if k[0] == "vhost"}:
+        if ("vhost", vhost) not in expansion.objects:
             expansion.add(VHost(vhost), origin)
         for name, spec in (body.get("exchanges") or {}).items():
             _expand_exchange(vhost, name, spec, Origin(document, (*base, "exchanges", name)), expansion)
