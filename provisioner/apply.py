@@ -21,6 +21,7 @@ from provisioner.broker.retry import NO_RETRY, Backoff
 from provisioner.diff import differences
 from provisioner.errors import BrokerError, UnsafeChange
 from provisioner.plan import PHASES, Action, Change, Plan
+from provisioner.profile import phase
 from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology
 
 Progress = Callable[[int], None]
@@ -60,8 +61,14 @@ def make_plan(
     exact message and consumer counts by passive declares (the management API's
     lag by its statistics interval); a plan without such queues costs nothing more.
     """
-    plan = differences(desired, read_live(management, [v.name for v in desired.vhosts], desired), prune)
-    return plan if endpoints is None else with_exact_counts(plan, endpoints, management.backoff)
+    with phase("read"):
+        live = read_live(management, [v.name for v in desired.vhosts], desired)
+    with phase("compare"):
+        plan = differences(desired, live, prune)
+    if endpoints is None:
+        return plan
+    with phase("counts"):
+        return with_exact_counts(plan, endpoints, management.backoff)
 
 
 def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Plan:
@@ -262,7 +269,8 @@ class Executor:
         for action, kind in PHASES:
             changes = plan.of(action, kind)
             if changes:
-                self.run(action, kind, changes)
+                with phase("execute"):
+                    self.run(action, kind, changes)
         self.report.amqp_operations = self.operations_sent
         return self.report
 

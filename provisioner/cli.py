@@ -93,6 +93,9 @@ def reports_errors(command: F) -> F:
                 err=True,
             )
             sys.exit(EXIT_ERROR)
+        finally:
+            if os.environ.get("PROVISION_PROFILE"):
+                _echo_profile()
 
     return wrapper  # type: ignore[return-value]
 
@@ -154,6 +157,14 @@ def _counts(topology: Topology) -> str:
         f"{len(topology.queues)} queue(s), {len(topology.bindings)} binding(s), "
         f"{len(topology.policies)} policy(ies), {len(topology.tasks)} task route(s)"
     )
+
+
+def _echo_profile() -> None:
+    """PROVISION_PROFILE=1: one line on stderr with the seconds each phase of this process took."""
+    from provisioner.profile import timings
+
+    phases = " ".join(f"{name}={seconds:.3f}" for name, seconds in timings().items())
+    click.echo(f"profile: {phases}", err=True)
 
 
 def broker_options(command: F) -> F:
@@ -330,9 +341,12 @@ def render(files: tuple[str, ...], output: str, check: bool) -> None:
     """Write the Celery config module (task_queues, task_routes, worker settings) for the topology."""
     from provisioner.celery.render import render as render_config
     from provisioner.celery.render import source_names
+    from provisioner.profile import phase
     from provisioner.topology import load
 
-    text = render_config(load(files), sources=source_names(files, output))
+    topology = load(files)
+    with phase("render"):
+        text = render_config(topology, sources=source_names(files, output))
     command = f"provision render {' '.join(files)} -o {output}"
     if check:
         try:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from provisioner.errors import Problem, TopologyInvalid
+from provisioner.profile import phase
 from provisioner.topology.checks import meaning_problems
 from provisioner.topology.expand import expand_documents
 from provisioner.topology.load import Document, interpolate, read_document
@@ -28,24 +29,29 @@ def load(
     problems: list[Problem] = []
     for file in files:
         try:
-            document = read_document(file)
+            with phase("yaml"):
+                document = read_document(file)
+                found = interpolate(document, environ, wants_text)
         except TopologyInvalid as error:
             problems.extend(error.problems)
             continue
-        found = interpolate(document, environ, wants_text)
         if found:
             pass  # an unset variable would only repeat itself as a type error
         elif not isinstance(document.data, dict):
             found.append(document.problem([], "a topology is a mapping with at least 'version: 1'"))
         else:
-            found.extend(schema_problems(document))
+            with phase("schema"):
+                found.extend(schema_problems(document))
         problems.extend(found)
         if not found:
             documents.append(document)
     if problems:
         raise TopologyInvalid(problems)
-    topology, origins, problems = expand_documents(documents)
-    for problem in meaning_problems(topology, origins):
+    with phase("expand"):
+        topology, origins, problems = expand_documents(documents)
+    with phase("checks"):
+        findings = meaning_problems(topology, origins)
+    for problem in findings:
         if problem.severity == "warning":
             if warnings is not None:
                 warnings.append(problem)
