@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed, check_login
 from provisioner.broker.endpoints import Endpoints
-from provisioner.broker.live import read_live
+from provisioner.broker.live import LiveVhost, read_live
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management, tag_list
 from provisioner.broker.migration import run_migration
@@ -53,16 +53,24 @@ class ApplyFailed(BrokerError):
 
 
 def make_plan(
-    desired: Topology, management: Management, prune: bool = False, endpoints: Endpoints | None = None
+    desired: Topology,
+    management: Management,
+    prune: bool = False,
+    endpoints: Endpoints | None = None,
+    live_soon: Callable[[Topology | None], dict[str, LiveVhost]] | None = None,
 ) -> Plan:
     """Read every managed vhost (a constant number of requests each) and diff.
 
     With ``endpoints``, queues to be replaced, deleted or listed as unmanaged get
     exact message and consumer counts by passive declares (the management API's
     lag by its statistics interval); a plan without such queues costs nothing more.
+    ``live_soon`` is a read already under way (broker.live.read_live_soon).
     """
+    vhosts = [v.name for v in desired.vhosts]
     with phase("read"):
-        live = read_live(management, [v.name for v in desired.vhosts], desired)
+        live = live_soon(desired) if live_soon is not None else None
+        if live is None or set(live) != set(vhosts):
+            live = read_live(management, vhosts, desired)
     with phase("compare"):
         plan = differences(desired, live, prune)
     if endpoints is None:

@@ -232,6 +232,18 @@ def _echo_plan(plan: Plan) -> None:
         say(text, fg=colour)
 
 
+def _plan(files: tuple[str, ...], broker: Broker, prune: bool) -> Plan:
+    """Load and plan; the broker's export of the vhosts is read while the topology is still being checked."""
+    from provisioner.apply import make_plan
+    from provisioner.broker.live import read_live_soon
+    from provisioner.topology import load
+
+    endpoints, management = broker
+    reading: list[Callable[[], Any]] = []
+    desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
+    return make_plan(desired, management, prune, endpoints, live_soon=reading[0] if reading else None)
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON for machines.")
@@ -249,11 +261,7 @@ def plan(
     """Show what apply would change on the live broker, and why."""
     import json
 
-    from provisioner.apply import make_plan
-    from provisioner.topology import load
-
-    endpoints, management = broker
-    result = make_plan(load(files), management, prune, endpoints)
+    result = _plan(files, broker, prune)
     if as_json:
         say(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
     else:
@@ -269,12 +277,9 @@ def plan(
 @reports_errors
 def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
     """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted."""
-    from provisioner.apply import make_plan
     from provisioner.output import parked_text, summary_line
-    from provisioner.topology import load
 
-    endpoints, management = broker
-    result = make_plan(load(files), management, prune, endpoints)
+    result = _plan(files, broker, prune)
     if result.is_empty:
         say(f"no drift: the broker matches {', '.join(files)}")
         return

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,40 @@ def read_vhost(management: Management, vhost: str, desired: Topology | None = No
 def read_live(management: Management, vhosts: Iterable[str], desired: Topology | None = None) -> dict[str, LiveVhost]:
     """The live state of every vhost a topology manages."""
     return {vhost: read_vhost(management, vhost, desired) for vhost in vhosts}
+
+
+def read_live_soon(management: Management, vhosts: Iterable[str]) -> Callable[[Topology | None], dict[str, LiveVhost]]:
+    """Start reading the vhosts' definitions in a background thread; the returned call waits for them.
+
+    The broker takes a while to export a big vhost: meanwhile the caller checks
+    the topology, then hands it to the returned call, which turns the answers
+    into live state as ``read_live`` does (raising what the requests raised).
+    Until the call is made, ``management`` belongs to the thread.
+    """
+    names = list(vhosts)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["definitions"] = {vhost: management.definitions(vhost) for vhost in names}
+        except BaseException as error:  # handed to the waiting caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name="read-live", daemon=True)
+    thread.start()
+
+    def wait(desired: Topology | None = None) -> dict[str, LiveVhost]:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return {
+            vhost: LiveVhost(vhost, exists=False)
+            if definitions is None
+            else live_from_definitions(vhost, definitions, desired=desired)
+            for vhost, definitions in outcome["definitions"].items()
+        }
+
+    return wait
 
 
 def live_from_definitions(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from provisioner.errors import Problem, TopologyInvalid
 from provisioner.profile import phase
 from provisioner.topology.checks import meaning_problems
-from provisioner.topology.expand import expand_documents
+from provisioner.topology.expand import expand_documents, vhost_bodies
 from provisioner.topology.load import Document, interpolate, read_document
 from provisioner.topology.model import Topology
 from provisioner.topology.schema import schema_problems, wants_text
@@ -20,10 +20,14 @@ def load(
     files: Iterable[str | Path],
     environ: Mapping[str, str] | None = None,
     warnings: list[Problem] | None = None,
+    on_vhosts: Callable[[list[str]], None] | None = None,
 ) -> Topology:
     """Load and validate topology files as one topology; raise TopologyInvalid with every problem.
 
     Findings of severity ``warning`` never fail the load; they are appended to ``warnings`` when given.
+    ``on_vhosts`` hears the vhost names as soon as the files passed the schema,
+    before expansion and the meaning checks, so a plan can start reading the
+    broker while the rest is checked.
     """
     documents: list[Document] = []
     problems: list[Problem] = []
@@ -47,6 +51,8 @@ def load(
             documents.append(document)
     if problems:
         raise TopologyInvalid(problems)
+    if on_vhosts is not None:
+        on_vhosts(list(dict.fromkeys(vhost for document in documents for vhost, _, _ in vhost_bodies(document))))
     with phase("expand"):
         topology, origins, problems = expand_documents(documents)
     with phase("checks"):
