@@ -72,12 +72,13 @@ class Expansion:
 
     def add(self, resource: Resource, origin: Origin) -> None:
         """Add an object once; an identical expansion product may be added again (shared DLX)."""
-        existing = self.objects.get(resource.key)
+        key = resource.key
+        existing = self.objects.get(key)
         if existing is None:
-            self.objects[resource.key] = resource
-            self.origins[resource.key] = origin
+            self.objects[key] = resource
+            self.origins[key] = origin
             return
-        first = self.origins[resource.key]
+        first = self.origins[key]
         if resource.kind == "binding" or (existing == resource and origin.generated_by and first.generated_by):
             return  # a binding's content is its identity: the same binding twice is one binding
         how = f" (by {origin.generated_by or first.generated_by})" if origin.generated_by or first.generated_by else ""

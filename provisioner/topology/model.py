@@ -47,9 +47,11 @@ def canonical_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
     arguments given as decimal strings become ints, keys are sorted. Values that
     are not what the argument takes stay as they are, for validation to report.
     """
+    if not arguments:
+        return {}
     result: dict[str, Any] = {}
-    for name in sorted(arguments or {}):
-        value = (arguments or {})[name]
+    for name in sorted(arguments):
+        value = arguments[name]
         if name == "x-queue-type":
             continue
         if name in INTEGER_ARGUMENTS and isinstance(value, str) and parse_integer(value) is not None:
@@ -302,6 +304,8 @@ class Topology:
 
     def in_vhost(self, vhost: str) -> Topology:
         """The part of the topology that lives in one vhost."""
+        if self.vhosts == (VHost(vhost),) and self.celery.vhost == vhost:
+            return self  # all of it: every object lives in one of the topology's vhosts
         return Topology(
             vhosts=tuple(v for v in self.vhosts if v.name == vhost),
             exchanges=tuple(x for x in self.exchanges if x.vhost == vhost),
