@@ -36,6 +36,7 @@ from provisioner.broker.endpoints import Endpoints
 from provisioner.topology import load
 from provisioner.topology.model import Topology
 
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else ""  # GNU time: the peak RSS of one process
 REFRESH_SAMPLE = 300  # objects read one by one for the per-object refresh; the rest is extrapolated
 PROFILED = ("validate", "render", "apply (fresh)", "plan (no-op)", "apply (no-op)")
 
@@ -96,8 +97,8 @@ class Row:
 class Runner:
     """Runs `provision` as a user does, and the management calls the baselines need."""
 
-    def __init__(self, endpoints: Endpoints, folder: Path) -> None:
-        self.endpoints, self.folder = endpoints, folder
+    def __init__(self, endpoints: Endpoints, folder: Path, prefix: str = "bench") -> None:
+        self.endpoints, self.folder, self.prefix = endpoints, folder, prefix
         beside = Path(sys.executable).parent / "provision"
         self.provision = str(beside) if beside.exists() else (shutil.which("provision") or "provision")
         self.session = requests.Session()
@@ -107,21 +108,28 @@ class Runner:
         self.vhosts: list[str] = []
 
     def command(self, *arguments: str, profile: bool = False) -> tuple[Sample, str]:
-        """One process: wall time from start to exit, its CPU time and peak RSS (wait4: this child only)."""
+        """One process: wall time from start to exit, its CPU time (wait4) and peak RSS (/usr/bin/time).
+
+        wait4's peak RSS would count this benchmark's own memory (a child inherits its
+        parent's high-water mark across exec), so the small /usr/bin/time starts `provision`.
+        """
         environment = {key: value for key, value in os.environ.items() if key != "PROVISION_PROFILE"}
         if profile:
             environment["PROVISION_PROFILE"] = "1"
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as rss:
+            wrapper = [TIME, "-o", rss.name, "-f", "%M"] if TIME else []
             started = time.perf_counter()
-            process = subprocess.Popen([self.provision, *arguments], stdout=out, stderr=err, env=environment)
+            process = subprocess.Popen([*wrapper, self.provision, *arguments], stdout=out, stderr=err, env=environment)
             _, status, usage = os.wait4(process.pid, 0)
             wall = time.perf_counter() - started
             process.returncode = os.waitstatus_to_exitcode(status)
             err.seek(0)
             stderr = err.read().decode(errors="replace")
+            peak_kb = rss.read().decode().strip().splitlines()[-1:] if TIME else []
         if process.returncode not in (0, 2):
             raise SystemExit(f"provision {' '.join(arguments)} failed ({process.returncode}): {stderr[-500:]}")
-        return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024), stderr
+        rss_mb = int(peak_kb[0]) / 1024 if peak_kb and peak_kb[0].isdigit() else 0.0
+        return Sample(wall, usage.ru_utime + usage.ru_stime, rss_mb), stderr
 
     def call(self, method: str, path: str, **kwargs: object) -> requests.Response:
         response = self.session.request(method, f"{self.base}/api/{path}", timeout=600, **kwargs)  # type: ignore[arg-type]
@@ -134,7 +142,7 @@ class Runner:
         return Sample(time.perf_counter() - started)
 
     def new_vhost(self, create: bool) -> str:
-        name = f"bench-{uuid.uuid4().hex[:8]}"
+        name = f"{self.prefix}-{uuid.uuid4().hex[:8]}"
         self.vhosts.append(name)
         if create:
             self.call("PUT", f"vhosts/{quote(name, safe='')}", json={})
@@ -302,10 +310,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="500,2000,8000", help="comma-separated queue counts")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prefix", default="bench", help="of the vhosts it makes (and deletes)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as folder:
-        runner = Runner(Endpoints.from_environment(), Path(folder))
+        runner = Runner(Endpoints.from_environment(), Path(folder), args.prefix)
         print(header(runner))
         results: dict[int, tuple[int, dict[str, Row]]] = {}
         for size in sizes:
