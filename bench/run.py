@@ -153,7 +153,10 @@ class Runner:
 
     def cleanup(self) -> None:
         for name in self.vhosts:
-            self.session.delete(f"{self.base}/api/vhosts/{quote(name, safe='')}", timeout=600)
+            try:
+                self.session.delete(f"{self.base}/api/vhosts/{quote(name, safe='')}", timeout=600)
+            except requests.RequestException as error:  # say so, and go on deleting the others
+                print(f"could not delete vhost {name}: {type(error).__name__}; delete it by hand", file=sys.stderr)
         self.vhosts.clear()
 
     def write(self, size: int, vhost: str) -> str:
