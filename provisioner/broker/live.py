@@ -69,7 +69,7 @@ def celery_delayed_binding(binding: Binding, desired: Topology) -> bool:
     direct (Celery skips those) nor headers (never bound so; such a binding
     would capture every message of the exchange).
     """
-    if binding.destination_type != "queue" or binding.arguments or binding in desired.bindings:
+    if binding.destination_type != "queue" or binding.arguments or desired.has_binding(binding):
         return False  # a binding of the topology itself (key starting with #) stays managed
     return any(
         wanted.source == binding.source

@@ -337,8 +337,12 @@ class Topology:
 
     def exchange_type(self, vhost: str, name: str) -> str | None:
         """The type of an exchange of the topology or a built-in one; None when unknown."""
-        exchange = next((x for x in self.exchanges if x.vhost == vhost and x.name == name), None)
+        exchange = self._exchanges.get((vhost, name))
         return exchange.type if exchange is not None else BUILT_IN_EXCHANGE_TYPES.get(name)
+
+    def has_binding(self, binding: Binding) -> bool:
+        """Whether the topology holds this very binding (all its fields equal)."""
+        return binding in self._binding_set
 
     def dead_letter_of(self, vhost: str, queue: str) -> DeadLetter | None:
         """The dead-letter target of a queue, if it has one."""
@@ -355,6 +359,10 @@ class Topology:
     @cached_property
     def _exchanges(self) -> dict[tuple[str, str], Exchange]:
         return {(x.vhost, x.name): x for x in reversed(self.exchanges)}
+
+    @cached_property
+    def _binding_set(self) -> frozenset[Binding]:
+        return frozenset(self.bindings)
 
     @cached_property
     def _dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
