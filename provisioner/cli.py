@@ -6,7 +6,6 @@ Exit codes: 0 success / no changes, 1 error, 2 changes present (with
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
