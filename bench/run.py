@@ -1,12 +1,16 @@
-"""Benchmark provisioner against what the broker itself and a naive tool can do.
+"""Benchmark `provision` as users run it: whole processes, beside what the broker itself does.
 
-    python bench/run.py                      # N = 500, 1000, 2000, 4000; 3 rounds each
+    python bench/run.py                          # N = 500, 2000, 8000; 3 rounds
     python bench/run.py --sizes 2000 --rounds 5
-    python bench/run.py --quick              # N = 200, 500; 1 round
+    python bench/run.py --sizes 50 --rounds 1    # a quick smoke run
 
-Every measurement uses fresh vhosts on the real broker (PROVISION_AMQP_URL /
-PROVISION_MANAGEMENT_URL, default guest@localhost), deleted afterwards.
-Prints one table: medians over rounds, ratios, request and declaration counts.
+Each command runs as a subprocess of the `provision` script next to this Python
+(wall time, CPU time and peak RSS of that one process, from wait4), on fresh
+vhosts of the real broker (PROVISION_AMQP_URL / PROVISION_MANAGEMENT_URL, default
+guest@localhost) that are deleted afterwards. Beside them, in the same round: the
+broker's own POST /api/definitions import of the same objects into a fresh vhost,
+one GET /api/definitions of the applied vhost, and a per-object refresh (sampled).
+A last run of each command with PROVISION_PROFILE=1 shows where its time goes.
 """
 
 from __future__ import annotations
@@ -14,29 +18,27 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import quote
 
 import pika
 import requests
 
-from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.endpoints import Endpoints
-from provisioner.broker.management import Management
 from provisioner.topology import load
 from provisioner.topology.model import Topology
 
-REFRESH_SAMPLE = 500  # objects read one by one for the per-object refresh; the rest is extrapolated
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else ""  # GNU time: the peak RSS of one process
+REFRESH_SAMPLE = 300  # objects read one by one for the per-object refresh; the rest is extrapolated
+PROFILED = ("validate", "render", "apply (fresh)", "plan (no-op)", "apply (no-op)")
 
 
 def topology_text(size: int, vhost: str) -> str:
@@ -48,63 +50,16 @@ def topology_text(size: int, vhost: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def desired(size: int, vhost: str, folder: Path) -> Topology:
-    path = folder / f"bench-{size}.yaml"
-    path.write_text(topology_text(size, vhost))
-    return load([path])
-
-
 def object_count(topology: Topology) -> int:
     return len(topology.exchanges) + len(topology.queues) + len(topology.bindings) + len(topology.policies)
-
-
-class Broker:
-    """The few management calls the baselines need, counted."""
-
-    def __init__(self, endpoints: Endpoints) -> None:
-        self.endpoints = endpoints
-        self.session = requests.Session()
-        self.session.auth = endpoints.management_auth
-        self.base = endpoints.management_base
-        self.requests = 0
-
-    def call(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        self.requests += 1
-        response = self.session.request(method, f"{self.base}/api/{path}", timeout=300, **kwargs)  # type: ignore[arg-type]
-        response.raise_for_status()
-        return response
-
-    def create_vhost(self, vhost: str) -> None:
-        self.call("PUT", f"vhosts/{quote(vhost, safe='')}", json={})
-        user = self.endpoints.amqp_user
-        body = {"configure": ".*", "write": ".*", "read": ".*"}
-        self.call("PUT", f"permissions/{quote(vhost, safe='')}/{quote(user, safe='')}", json=body)
-
-    def delete_vhost(self, vhost: str) -> None:
-        self.session.delete(f"{self.base}/api/vhosts/{quote(vhost, safe='')}", timeout=300)
-
-
-@contextmanager
-def fresh_vhost(broker: Broker) -> Iterator[str]:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    try:
-        yield name
-    finally:
-        broker.delete_vhost(name)
 
 
 def definitions(topology: Topology) -> dict[str, object]:
     """The same objects in the broker's own definitions format."""
     return {
         "exchanges": [
-            {
-                "name": x.name,
-                "type": x.type,
-                "durable": x.durable,
-                "auto_delete": x.auto_delete,
-                "internal": x.internal,
-                "arguments": x.arguments,
-            }
+            {"name": x.name, "type": x.type, "durable": x.durable, "auto_delete": x.auto_delete}
+            | {"internal": x.internal, "arguments": x.arguments}
             for x in topology.exchanges
         ],
         "queues": [
@@ -112,234 +67,275 @@ def definitions(topology: Topology) -> dict[str, object]:
             for q in topology.queues
         ],
         "bindings": [
-            {
-                "source": b.source,
-                "destination": b.destination,
-                "destination_type": b.destination_type,
-                "routing_key": b.routing_key,
-                "arguments": b.arguments,
-            }
+            {"source": b.source, "destination": b.destination, "destination_type": b.destination_type}
+            | {"routing_key": b.routing_key, "arguments": b.arguments}
             for b in topology.bindings
         ],
         "policies": [],
     }
 
 
-def sequential_declare(endpoints: Endpoints, topology: Topology, vhost: str) -> int:
-    """What a naive tool (or Celery at start) does: every declaration in turn on one channel."""
-    connection = pika.BlockingConnection(endpoints.amqp_parameters(vhost))
-    channel = connection.channel()
-    count = 0
-    for x in topology.exchanges:
-        channel.exchange_declare(x.name, x.type, durable=x.durable, auto_delete=x.auto_delete, internal=x.internal)
-        count += 1
-    for q in topology.queues:
-        channel.queue_declare(q.name, durable=q.durable, auto_delete=q.auto_delete, arguments=q.declare_arguments)
-        count += 1
-    for b in topology.bindings:
-        channel.queue_bind(b.destination, b.source, b.routing_key, b.arguments or None)
-        count += 1
-    connection.close()
-    return count
+@dataclass
+class Sample:
+    wall: float
+    cpu: float = 0.0
+    rss_mb: float = 0.0
 
 
 @dataclass
 class Row:
-    """One measurement: seconds per round, and what it cost."""
+    """One command or baseline: a sample per round."""
 
     label: str
-    seconds: list[float] = field(default_factory=list)
-    requests: int | None = None
-    declarations: int | None = None
-    writes: int | None = None
-    memory_mb: float | None = None
+    samples: list[Sample] = field(default_factory=list)
     note: str = ""
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
+    def median(self, what: str = "wall") -> float:
+        return statistics.median(getattr(sample, what) for sample in self.samples)
 
 
-def timed(function: Callable[[], object]) -> tuple[float, object]:
+class Runner:
+    """Runs `provision` as a user does, and the management calls the baselines need."""
+
+    def __init__(self, endpoints: Endpoints, folder: Path, prefix: str = "bench") -> None:
+        self.endpoints, self.folder, self.prefix = endpoints, folder, prefix
+        beside = Path(sys.executable).parent / "provision"
+        self.provision = str(beside) if beside.exists() else (shutil.which("provision") or "provision")
+        self.session = requests.Session()
+        self.session.auth = endpoints.management_auth
+        self.session.verify = endpoints.verify
+        self.base = endpoints.management_base
+        self.vhosts: list[str] = []
+
+    def command(self, *arguments: str, profile: bool = False) -> tuple[Sample, str]:
+        """One process: wall time from start to exit, its CPU time (wait4) and peak RSS (/usr/bin/time).
+
+        wait4's peak RSS would count this benchmark's own memory (a child inherits its
+        parent's high-water mark across exec), so the small /usr/bin/time starts `provision`.
+        """
+        environment = {key: value for key, value in os.environ.items() if key != "PROVISION_PROFILE"}
+        if profile:
+            environment["PROVISION_PROFILE"] = "1"
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as rss:
+            wrapper = [TIME, "-o", rss.name, "-f", "%M"] if TIME else []
+            started = time.perf_counter()
+            process = subprocess.Popen([*wrapper, self.provision, *arguments], stdout=out, stderr=err, env=environment)
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+            peak_kb = rss.read().decode().strip().splitlines()[-1:] if TIME else []
+        if process.returncode not in (0, 2):
+            raise SystemExit(f"provision {' '.join(arguments)} failed ({process.returncode}): {stderr[-500:]}")
+        rss_mb = int(peak_kb[0]) / 1024 if peak_kb and peak_kb[0].isdigit() else 0.0
+        return Sample(wall, usage.ru_utime + usage.ru_stime, rss_mb), stderr
+
+    def call(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        response = self.session.request(method, f"{self.base}/api/{path}", timeout=600, **kwargs)  # type: ignore[arg-type]
+        response.raise_for_status()
+        return response
+
+    def timed_call(self, method: str, path: str, **kwargs: object) -> Sample:
+        started = time.perf_counter()
+        self.call(method, path, **kwargs).content  # noqa: B018  (the whole answer, read)
+        return Sample(time.perf_counter() - started)
+
+    def new_vhost(self, create: bool) -> str:
+        name = f"{self.prefix}-{uuid.uuid4().hex[:8]}"
+        self.vhosts.append(name)
+        if create:
+            self.call("PUT", f"vhosts/{quote(name, safe='')}", json={})
+            body = {"configure": ".*", "write": ".*", "read": ".*"}
+            user = quote(self.endpoints.amqp_user, safe="")
+            self.call("PUT", f"permissions/{quote(name, safe='')}/{user}", json=body)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.vhosts:
+            try:
+                self.session.delete(f"{self.base}/api/vhosts/{quote(name, safe='')}", timeout=600)
+            except requests.RequestException as error:  # say so, and go on deleting the others
+                print(f"could not delete vhost {name}: {type(error).__name__}; delete it by hand", file=sys.stderr)
+        self.vhosts.clear()
+
+    def write(self, size: int, vhost: str) -> str:
+        path = self.folder / f"bench-{size}-{vhost}.yaml"
+        path.write_text(topology_text(size, vhost))
+        return str(path)
+
+
+def one_round(runner: Runner, size: int, rows: dict[str, Row], profiles: dict[str, str], profile: bool) -> None:
+    vhost = runner.new_vhost(create=False)
+    file = runner.write(size, vhost)
+    rendered = str(runner.folder / "celeryconfig.py")
+
+    def run(label: str, *arguments: str) -> None:
+        sample, _ = runner.command(*arguments)
+        rows[label].samples.append(sample)
+        if profile and label in PROFILED:
+            profiles[label] = _profile_line(runner.command(*arguments, profile=True)[1])
+
+    run("provision --version", "--version")
+    run("validate", "validate", file)
+    run("render", "render", file, "-o", rendered)
+    sample, _ = runner.command("apply", file)  # fresh: the vhost does not exist yet
+    rows["apply (fresh)"].samples.append(sample)
+    if profile:
+        profiles["apply (fresh)"] = ""  # a fresh apply runs once per vhost; profiled below on a vhost of its own
+    run("plan (no-op)", "plan", file)
+    run("apply (no-op)", "apply", file)
+    rows["GET /api/definitions"].samples.append(runner.timed_call("GET", f"definitions/{quote(vhost, safe='')}"))
+
+    topology = load([file])
+    names = [q.name for q in topology.queues][:REFRESH_SAMPLE]
     started = time.perf_counter()
-    result = function()
-    return time.perf_counter() - started, result
+    for name in names:
+        runner.call("GET", f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
+    total = object_count(topology)
+    rows["per-object GETs"].samples.append(Sample((time.perf_counter() - started) * total / len(names)))
+    rows["per-object GETs"].note = f"{len(names)} GETs timed, extrapolated to {total}"
+
+    connection = pika.BlockingConnection(runner.endpoints.amqp_parameters(vhost))
+    channel = connection.channel()
+    for index in range(3):
+        channel.queue_unbind(f"q{index:05d}", "work", f"jobs.{index}")
+    connection.close()
+    run("plan (3 bindings drifted)", "plan", file)
+
+    imported = runner.new_vhost(create=True)
+    body = definitions(load([runner.write(size, imported)]))
+    rows["import POST /api/definitions"].samples.append(
+        runner.timed_call("POST", f"definitions/{quote(imported, safe='')}", json=body)
+    )
+    if profile:
+        again = runner.write(size, runner.new_vhost(create=False))
+        profiles["apply (fresh)"] = _profile_line(runner.command("apply", again, profile=True)[1])
+    runner.cleanup()
 
 
-def timed_apply(row: Row, topology: Topology, endpoints: Endpoints, workers: int) -> None:
-    """One ``converge``: its time, and the requests, declarations and writes it made."""
-    management = Management(endpoints)
-    seconds, report = timed(lambda: converge(topology, endpoints, management, ApplyOptions(workers=workers)))
-    row.seconds.append(seconds)
-    row.requests, row.writes = management.requests_made, management.writes_made
-    row.declarations = report.amqp_operations  # type: ignore[attr-defined]
+def _profile_line(stderr: str) -> str:
+    return next((line[len("profile: ") :] for line in stderr.splitlines() if line.startswith("profile: ")), "")
 
 
-def measure(size: int, rounds: int, endpoints: Endpoints, broker: Broker, folder: Path, workers: int) -> list[Row]:
-    rows = {
-        name: Row(name)
-        for name in (
-            "apply (ours, fresh)",
-            "import POST /api/definitions",
-            "sequential, one channel",
-            "plan (ours, no-op)",
-            "apply (ours, no-op)",
-            "GET /api/definitions",
-            "per-object GETs",
-            "plan (ours, 3 bindings drifted)",
-        )
-    }
-    for _ in range(rounds):
-        with fresh_vhost(broker) as vhost:  # ours, fresh: the vhost does not exist yet
-            topology = desired(size, vhost, folder)
-            timed_apply(rows["apply (ours, fresh)"], topology, endpoints, workers)
-
-            management = Management(endpoints)
-            seconds, plan = timed(lambda: make_plan(topology, management))
-            tracemalloc.start()  # a second, untimed plan for its peak memory (tracing slows it down)
-            make_plan(topology, Management(endpoints))
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            assert plan.is_empty, "the fresh apply converged"  # type: ignore[attr-defined]
-            row = rows["plan (ours, no-op)"]
-            row.seconds.append(seconds)
-            row.requests, row.memory_mb = management.requests_made, peak / 1e6
-
-            timed_apply(rows["apply (ours, no-op)"], topology, endpoints, workers)
-
-            before = broker.requests
-            seconds, _ = timed(lambda: broker.call("GET", f"definitions/{quote(vhost, safe='')}").json())
-            rows["GET /api/definitions"].seconds.append(seconds)
-            rows["GET /api/definitions"].requests = broker.requests - before
-
-            sample = [q.name for q in topology.queues][:REFRESH_SAMPLE]
-            before = broker.requests
-            seconds, _ = timed(
-                lambda: [broker.call("GET", f"queues/{quote(vhost, safe='')}/{quote(n, safe='')}") for n in sample]
-            )
-            total = object_count(topology)
-            row = rows["per-object GETs"]
-            row.seconds.append(seconds * total / len(sample))
-            row.requests = total
-            row.note = f"{len(sample)} GETs timed, extrapolated to {total}"
-
-            connection = pika.BlockingConnection(endpoints.amqp_parameters(vhost))
-            channel = connection.channel()
-            for index in range(3):
-                channel.queue_unbind(f"q{index:05d}", "work", f"jobs.{index}")
-            connection.close()
-            management = Management(endpoints)
-            seconds, plan = timed(lambda: make_plan(topology, management))
-            assert len(plan.changes) == 3  # type: ignore[attr-defined]
-            row = rows["plan (ours, 3 bindings drifted)"]
-            row.seconds.append(seconds)
-            row.requests = management.requests_made
-
-        with fresh_vhost(broker) as vhost:
-            topology = desired(size, vhost, folder)
-            broker.create_vhost(vhost)
-            body = definitions(topology)
-            before = broker.requests
-            seconds, _ = timed(lambda: broker.call("POST", f"definitions/{quote(vhost, safe='')}", json=body))
-            row = rows["import POST /api/definitions"]
-            row.seconds.append(seconds)
-            row.requests, row.declarations = broker.requests - before, 0
-
-        with fresh_vhost(broker) as vhost:
-            topology = desired(size, vhost, folder)
-            broker.create_vhost(vhost)
-            seconds, count = timed(lambda: sequential_declare(endpoints, topology, vhost))
-            row = rows["sequential, one channel"]
-            row.seconds.append(seconds)
-            row.requests, row.declarations = 0, count  # type: ignore[assignment]
-    return list(rows.values())
+LABELS = (
+    "provision --version",
+    "validate",
+    "render",
+    "apply (fresh)",
+    "import POST /api/definitions",
+    "plan (no-op)",
+    "apply (no-op)",
+    "GET /api/definitions",
+    "plan (3 bindings drifted)",
+    "per-object GETs",
+)
+BASELINE = {  # what each row is compared with, in the same round
+    "validate": "provision --version",
+    "render": "provision --version",
+    "apply (fresh)": "import POST /api/definitions",
+    "plan (no-op)": "GET /api/definitions",
+    "apply (no-op)": "GET /api/definitions",
+    "plan (3 bindings drifted)": "GET /api/definitions",
+}
 
 
-def header(endpoints: Endpoints, broker: Broker) -> str:
-    overview = broker.call("GET", "overview").json()
+def measure(runner: Runner, size: int, rounds: int) -> tuple[dict[str, Row], dict[str, str]]:
+    rows = {label: Row(label) for label in LABELS}
+    profiles: dict[str, str] = {}
+    try:
+        for number in range(rounds):
+            one_round(runner, size, rows, profiles, profile=number == rounds - 1)
+    finally:
+        runner.cleanup()
+    return rows, profiles
+
+
+def print_table(size: int, objects: int, rows: dict[str, Row], profiles: dict[str, str], rounds: int) -> None:
+    print(f"\nN = {size} queues ({objects} objects), median of {rounds} round(s)")
+    print(f"{'':30} {'wall s':>8} {'cpu s':>7} {'peak MB':>8} {'ratio':>6}  compared with")
+    for label, row in rows.items():
+        base = BASELINE.get(label)
+        ratio = f"{row.median() / rows[base].median():6.2f}" if base else f"{'':6}"
+        cpu = f"{row.median('cpu'):7.2f}" if row.median("cpu") else f"{'':7}"
+        rss = f"{row.median('rss_mb'):8.1f}" if row.median("rss_mb") else f"{'':8}"
+        print(f"{label:30} {row.median():8.3f} {cpu} {rss} {ratio}  {base or row.note}")
+    print("where the time goes (PROVISION_PROFILE=1, seconds; the rest of the wall time is start-up and imports):")
+    for label in PROFILED:
+        print(f"  {label:22} {profiles.get(label, '')}")
+
+
+def header(runner: Runner) -> str:
+    overview = runner.call("GET", "overview").json()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"RabbitMQ {overview.get('rabbitmq_version')} (Erlang {overview.get('erlang_version')}) at "
-        f"{endpoints.management_base}; {os.cpu_count()} cores, {memory:.0f} GiB; Python {platform.python_version()}, "
-        f"pika {version('pika')}, requests {version('requests')}"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; RabbitMQ {overview.get('rabbitmq_version')} "
+        f"(Erlang {overview.get('erlang_version')}) at {runner.base}\n"
+        f"{os.cpu_count()} cores, {memory:.0f} GiB, load average {load}; Python {platform.python_version()} "
+        f"({platform.python_implementation()}); {runner.provision}"
     )
 
 
-def print_table(size: int, objects: int, rows: list[Row], rounds: int) -> dict[str, float]:
-    by = {row.label: row for row in rows}
-    print(f"\nN = {size} queues ({objects} objects), median of {rounds} round(s)")
-    print(f"{'':34} {'seconds':>9} {'obj/s':>8} {'HTTP req':>9} {'AMQP ops':>9} {'writes':>7} {'peak MB':>8}")
-    for row in rows:
-        rate = (
-            f"{objects / row.median:8.0f}"
-            if "fresh" in row.label or "import" in row.label or "sequential" in row.label
-            else f"{'':8}"
-        )
-        cells = [
-            f"{row.median:9.3f}",
-            rate,
-            f"{row.requests if row.requests is not None else '':>9}",
-            f"{row.declarations if row.declarations is not None else '':>9}",
-            f"{row.writes if row.writes is not None else '':>7}",
-            f"{row.memory_mb:8.1f}" if row.memory_mb is not None else f"{'':8}",
-        ]
-        print(f"{row.label:34} {' '.join(cells)}  {row.note}")
-    ratios = {
-        "apply/import": by["apply (ours, fresh)"].median / by["import POST /api/definitions"].median,
-        "apply/sequential": by["apply (ours, fresh)"].median / by["sequential, one channel"].median,
-        "plan/per-object": by["plan (ours, no-op)"].median / by["per-object GETs"].median,
-    }
-    print("ratios: " + ", ".join(f"{name} = {value:.2f}" for name, value in ratios.items()))
-    return {
-        **ratios,
-        "plan_seconds": by["plan (ours, no-op)"].median,
-        "plan_requests": float(by["plan (ours, no-op)"].requests or 0),
-        "noop_declarations": float(by["apply (ours, no-op)"].declarations or 0),
-        "noop_writes": float(by["apply (ours, no-op)"].writes or 0),
-        "apply_seconds": by["apply (ours, fresh)"].median,
-    }
+def targets(results: dict[int, tuple[int, dict[str, Row]]]) -> list[tuple[str, bool, str]]:
+    def ratio(size: int, label: str, base: str) -> float:
+        rows = results[size][1]
+        return rows[label].median() / rows[base].median()
+
+    checks: list[tuple[str, bool, str]] = []
+    if 2000 in results:
+        rows = results[2000][1]
+        value = ratio(2000, "plan (no-op)", "GET /api/definitions")
+        checks.append(("no-op plan <= 2x one GET (N=2000)", value <= 2, f"{value:.2f}"))
+        for label in ("validate", "render"):
+            value = ratio(2000, label, "provision --version")
+            checks.append((f"{label} <= 2.5x --version (N=2000)", value <= 2.5, f"{value:.2f}"))
+        version = rows["provision --version"].median()
+        checks.append(("--version < 0.25 s", version < 0.25, f"{version:.3f} s"))
+        value = ratio(2000, "apply (fresh)", "import POST /api/definitions")
+        checks.append(("fresh apply <= 0.7x the broker's import (N=2000)", value <= 0.7, f"{value:.2f}"))
+    if 8000 in results:
+        value = ratio(8000, "plan (no-op)", "GET /api/definitions")
+        checks.append(("no-op plan < 2x one GET (N=8000)", value < 2, f"{value:.2f}"))
+        memory = results[8000][1]["plan (no-op)"].median("rss_mb")
+        checks.append(("no-op plan peak memory < 250 MB (N=8000)", memory < 250, f"{memory:.0f} MB"))
+    if 2000 in results and 8000 in results:
+        for label in BASELINE:
+            growth = results[8000][1][label].median() / results[2000][1][label].median()
+            checks.append((f"{label}: N=2000 -> 8000 grows <= 4.4x", growth <= 4.4, f"{growth:.2f}x"))
+        for label in ("import POST /api/definitions", "GET /api/definitions"):
+            growth = results[8000][1][label].median() / results[2000][1][label].median()
+            checks.append((f"(the broker's own) {label}: N=2000 -> 8000", True, f"{growth:.2f}x"))
+    return checks
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="500,1000,2000,4000", help="comma-separated queue counts")
+    parser.add_argument("--sizes", default="500,2000,8000", help="comma-separated queue counts")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=ApplyOptions().workers, help="apply's parallel connections")
-    parser.add_argument("--quick", action="store_true", help="N = 200, 500; one round")
+    parser.add_argument("--prefix", default="bench", help="of the vhosts it makes (and deletes)")
     args = parser.parse_args()
-    sizes = [200, 500] if args.quick else [int(s) for s in args.sizes.split(",")]
-    rounds = 1 if args.quick else args.rounds
-    endpoints = Endpoints.from_environment()
-    broker = Broker(endpoints)
-    print(header(endpoints, broker))
-    print(f"apply workers: {args.workers}")
-    results = {}
+    sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as folder:
+        runner = Runner(Endpoints.from_environment(), Path(folder), args.prefix)
+        print(header(runner))
+        results: dict[int, tuple[int, dict[str, Row]]] = {}
         for size in sizes:
-            rows = measure(size, rounds, endpoints, broker, Path(folder), args.workers)
-            objects = object_count(desired(size, "x", Path(folder)))
-            results[size] = (objects, print_table(size, objects, rows, rounds))
-    print("\nlinear growth (fresh apply and no-op plan, per object):")
-    for size, (objects, figures) in results.items():
-        print(
-            f"  N={size:5} objects={objects:6}  apply {figures['apply_seconds'] * 1e6 / objects:7.1f} us/object"
-            f"  plan {figures['plan_seconds'] * 1e6 / objects:6.1f} us/object"
-        )
-    print("\ntargets:")
-    at = results.get(2000) or results[max(results)]
-    label = "N=2000" if 2000 in results else f"N={max(results)}"
-    checks = [
-        (f"fresh apply / import <= 1.0 ({label})", at[1]["apply/import"] <= 1.0, f"{at[1]['apply/import']:.2f}"),
-        (f"no-op plan <= 3 requests per vhost ({label})", at[1]["plan_requests"] <= 3, f"{at[1]['plan_requests']:.0f}"),
-        (f"no-op plan < 0.5 s ({label})", at[1]["plan_seconds"] < 0.5, f"{at[1]['plan_seconds']:.3f} s"),
-        (
-            "no-op apply: 0 declarations, 0 writes",
-            at[1]["noop_declarations"] == 0 and at[1]["noop_writes"] == 0,
-            f"{at[1]['noop_declarations']:.0f} / {at[1]['noop_writes']:.0f}",
-        ),
-    ]
-    for name, ok, value in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value}")
+            rows, profiles = measure(runner, size, args.rounds)
+            objects = object_count(load([runner.write(size, "x")]))
+            results[size] = (objects, rows)
+            print_table(size, objects, rows, profiles, args.rounds)
+            sys.stdout.flush()
+    print("\nper object (wall, microseconds):")
+    for size, (objects, rows) in results.items():
+        cells = "  ".join(f"{label} {rows[label].median() * 1e6 / objects:6.1f}" for label in BASELINE)
+        print(f"  N={size:<6} {cells}")
+    checks = targets(results)
+    if checks:
+        print("\ntargets:")
+        for name, ok, value in checks:
+            verdict = "info" if name.startswith("(") else "PASS" if ok else "FAIL"
+            print(f"  {verdict:4}  {name}: {value}")
     return 0
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed, check_login
 from provisioner.broker.endpoints import Endpoints
-from provisioner.broker.live import read_live
+from provisioner.broker.live import LiveVhost, read_live
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management, tag_list
 from provisioner.broker.migration import run_migration
@@ -21,6 +21,7 @@ from provisioner.broker.retry import NO_RETRY, Backoff
 from provisioner.diff import differences
 from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
 from provisioner.plan import PHASES, Action, Change, Plan
+from provisioner.profile import phase
 from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology
 
 Progress = Callable[[int], None]
@@ -52,16 +53,30 @@ class ApplyFailed(BrokerError):
 
 
 def make_plan(
-    desired: Topology, management: Management, prune: bool = False, endpoints: Endpoints | None = None
+    desired: Topology,
+    management: Management,
+    prune: bool = False,
+    endpoints: Endpoints | None = None,
+    live_soon: Callable[[Topology | None], dict[str, LiveVhost]] | None = None,
 ) -> Plan:
     """Read every managed vhost (a constant number of requests each) and diff.
 
     With ``endpoints``, queues to be replaced, deleted or listed as unmanaged get
     exact message and consumer counts by passive declares (the management API's
     lag by its statistics interval); a plan without such queues costs nothing more.
+    ``live_soon`` is a read already under way (broker.live.read_live_soon).
     """
-    plan = differences(desired, read_live(management, [v.name for v in desired.vhosts], desired), prune)
-    return plan if endpoints is None else with_exact_counts(plan, endpoints, management.backoff)
+    vhosts = [v.name for v in desired.vhosts]
+    with phase("read"):
+        live = live_soon(desired) if live_soon is not None else None
+        if live is None or set(live) != set(vhosts):
+            live = read_live(management, vhosts, desired)
+    with phase("compare"):
+        plan = differences(desired, live, prune)
+    if endpoints is None:
+        return plan
+    with phase("counts"):
+        return with_exact_counts(plan, endpoints, management.backoff)
 
 
 def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Plan:
@@ -271,7 +286,8 @@ class Executor:
         for action, kind in PHASES:
             changes = plan.of(action, kind)
             if changes:
-                self.run(action, kind, changes)
+                with phase("execute"):
+                    self.run(action, kind, changes)
         self.report.amqp_operations = self.operations_sent
         return self.report
 

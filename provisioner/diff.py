@@ -110,7 +110,8 @@ def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tupl
         assert isinstance(target, Queue | None) and isinstance(live, Queue | None)
         changes.append(_unfinished(temporary, target, live, state))
         del present[temporary.key]
-    for key in sorted(wanted.keys() | present.keys()):
+    # No sort here: differences() sorts the changes it returns (by phase and key).
+    for key in [*wanted, *(key for key in present if key not in wanted)]:
         after, before = wanted.get(key), present.get(key)
         if before is None and after is not None:
             changes.append(Change(Action.CREATE, None, after, describe(after) or "missing on the broker"))

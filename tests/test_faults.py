@@ -70,8 +70,8 @@ def test_apply_interrupted_by_a_node_restart_converges_on_rerun(
     halfway = threading.Event()
     outcome: list[object] = []
 
-    def progress(_: int) -> None:
-        outcome.append(None)
+    def progress(count: int) -> None:  # called per batch of declarations, with how many it did
+        outcome.extend([None] * count)
         if len(outcome) >= QUEUES:  # about a fifth of the objects are declared: hold until the node is down
             halfway.set()
             wait_for(lambda: not throwaway_node._port_open(throwaway_node.config.amqp_port), timeout=60)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
-import pika
-
 from provisioner.errors import ProvisionerError
+
+if TYPE_CHECKING:
+    import pika
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_MANAGEMENT_URL = "http://guest:guest@localhost:15672"
@@ -138,6 +139,10 @@ class Endpoints:
 
     def amqp_parameters(self, vhost: str) -> pika.URLParameters:
         """Connection parameters for one vhost (TLS with the CA file for amqps://)."""
+        import ssl  # here, not at the top: the CLI imports this module for its defaults alone
+
+        import pika
+
         parts = urlsplit(self.amqp_url)
         url = parts._replace(path="/" + quote(vhost, safe="")).geturl()
         parameters = pika.URLParameters(url)

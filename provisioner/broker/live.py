@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -70,7 +71,7 @@ def celery_delayed_binding(binding: Binding, desired: Topology) -> bool:
     direct (Celery skips those) nor headers (never bound so; such a binding
     would capture every message of the exchange).
     """
-    if binding.destination_type != "queue" or binding.arguments or binding in desired.bindings:
+    if binding.destination_type != "queue" or binding.arguments or desired.has_binding(binding):
         return False  # a binding of the topology itself (key starting with #) stays managed
     return any(
         wanted.source == binding.source
@@ -100,27 +101,69 @@ class LiveVhost:
     version: str = ""  # the broker's RabbitMQ version, as its definitions say ("" when unknown)
 
 
-def read_vhost(management: Management, vhost: str, desired: Topology | None = None) -> LiveVhost:
-    """The live state of one vhost: its definitions and its operator policies."""
+Fetched = tuple[dict[str, Any] | None, list[dict[str, Any]]]  # a vhost's definitions and operator policies
+
+
+def _fetch(management: Management, vhost: str) -> Fetched:
+    """What a plan reads of one vhost: its definitions and, when it exists, its operator policies."""
     definitions = management.definitions(vhost)
+    return definitions, (management.operator_policies(vhost) if definitions is not None else [])
+
+
+def _state(vhost: str, fetched: Fetched, desired: Topology | None) -> LiveVhost:
+    definitions, operator_policies = fetched
     if definitions is None:
         return LiveVhost(vhost, exists=False)
-    return live_from_definitions(
-        vhost, definitions, desired=desired, operator_policies=management.operator_policies(vhost)
-    )
+    return live_from_definitions(vhost, definitions, desired=desired, operator_policies=operator_policies)
 
 
-def read_live(management: Management, vhosts: Iterable[str], desired: Topology | None = None) -> dict[str, LiveVhost]:
-    """The live state of every vhost a topology manages.
-
-    The broker's version comes with a vhost's definitions; only when every vhost
-    is still to be created (never on a no-op plan) does it cost one more request.
-    """
-    found = {vhost: read_vhost(management, vhost, desired) for vhost in vhosts}
+def _with_version(found: dict[str, LiveVhost], management: Management) -> dict[str, LiveVhost]:
+    """The broker's version comes with a vhost's definitions; only when every vhost
+    is still to be created (never on a no-op plan) does it cost one more request."""
     if found and not any(state.version for state in found.values()):
         version = str(management.overview().get("rabbitmq_version") or "")
         found = {vhost: replace(state, version=version) for vhost, state in found.items()}
     return found
+
+
+def read_vhost(management: Management, vhost: str, desired: Topology | None = None) -> LiveVhost:
+    """The live state of one vhost: its definitions and its operator policies."""
+    return _state(vhost, _fetch(management, vhost), desired)
+
+
+def read_live(management: Management, vhosts: Iterable[str], desired: Topology | None = None) -> dict[str, LiveVhost]:
+    """The live state of every vhost a topology manages."""
+    return _with_version({vhost: read_vhost(management, vhost, desired) for vhost in vhosts}, management)
+
+
+def read_live_soon(management: Management, vhosts: Iterable[str]) -> Callable[[Topology | None], dict[str, LiveVhost]]:
+    """Start reading the vhosts in a background thread; the returned call waits for them.
+
+    The broker takes a while to export a big vhost: meanwhile the caller checks
+    the topology, then hands it to the returned call, which turns the answers
+    into live state as ``read_live`` does (raising what the requests raised).
+    Until the call is made, ``management`` belongs to the thread.
+    """
+    names = list(vhosts)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["fetched"] = {vhost: _fetch(management, vhost) for vhost in names}
+        except BaseException as error:  # handed to the waiting caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name="read-live", daemon=True)
+    thread.start()
+
+    def wait(desired: Topology | None = None) -> dict[str, LiveVhost]:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        found = {vhost: _state(vhost, fetched, desired) for vhost, fetched in outcome["fetched"].items()}
+        return _with_version(found, management)
+
+    return wait
 
 
 def live_from_definitions(

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from provisioner.celery.runtime import install
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.celery.runtime import install
 
 __all__ = ["install"]
+
+
+def __getattr__(name: str) -> Any:
+    """``install`` imports the runtime (and Celery) on first use: `provision render` needs neither."""
+    if name == "install":
+        from provisioner.celery.runtime import install
+
+        return install
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -219,9 +220,12 @@ def _is_queue_policy(key: Key, origins: dict[Key, Origin]) -> bool:
 def check_dead_letter_cycles(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """A queue whose dead letters come back to it (directly or through others) loops forever."""
     targets = {q.key: _dead_letter_targets(topology, q) for q in topology.queues}
+    cyclic = _on_cycles(targets)  # one linear pass; the path search below runs only where a cycle is
     reported: set[Key] = set()
     for start in topology.queues:
-        path = _cycle_from(start.key, targets)
+        if start.key not in cyclic:
+            continue
+        path = _cycle_from(start.key, targets, cyclic)
         if path and not reported.intersection(path):
             reported.update(path)
             names = " -> ".join(key[2] for key in [*path, path[0]])
@@ -241,16 +245,12 @@ def _dead_letter_targets(topology: Topology, queue: Queue) -> list[Key]:
         return []
     if exchange == "" and key:
         return [("queue", queue.vhost, key)]
-    exchange_type = next(
-        (x.type for x in topology.exchanges if x.vhost == queue.vhost and x.name == exchange), "direct"
-    )
+    found = topology.exchange(queue.vhost, exchange)
+    exchange_type = found.type if found is not None else "direct"
     return [
         ("queue", b.vhost, b.destination)
-        for b in topology.bindings
-        if b.vhost == queue.vhost
-        and b.source == exchange
-        and b.destination_type == "queue"
-        and _routes(exchange_type, b, key)
+        for b in topology.bindings_from(queue.vhost, exchange)
+        if b.destination_type == "queue" and _routes(exchange_type, b, key)
     ]
 
 
@@ -259,13 +259,60 @@ def _routes(exchange_type: str, binding: Binding, key: str | None) -> bool:
     if exchange_type in ("fanout", "headers") or key is None:
         return True
     if exchange_type == "topic":
-        pattern = re.escape(binding.routing_key).replace(r"\#", ".*").replace(r"\*", "[^.]*")
-        return re.fullmatch(pattern, key) is not None
+        return _topic_pattern(binding.routing_key).fullmatch(key) is not None
     return binding.routing_key == key
 
 
-def _cycle_from(start: Key, targets: dict[Key, list[Key]]) -> list[Key]:
-    """The first cycle through ``start``, as a list of queue keys, or []."""
+@functools.lru_cache(maxsize=4096)
+def _topic_pattern(routing_key: str) -> re.Pattern[str]:
+    return re.compile(re.escape(routing_key).replace(r"\#", ".*").replace(r"\*", "[^.]*"))
+
+
+def _on_cycles(targets: dict[Key, list[Key]]) -> set[Key]:
+    """Every queue that lies on some cycle: strongly connected components (Tarjan, iterative), linear."""
+    index: dict[Key, int] = {}
+    low: dict[Key, int] = {}
+    stack: list[Key] = []
+    on_stack: set[Key] = set()
+    cyclic: set[Key] = set()
+    for root in targets:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work: list[tuple[Key, Iterator[Key]]] = [(root, iter(targets.get(root, [])))]
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(targets.get(child, []))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in targets.get(node, []):
+                    cyclic.update(component)
+    return cyclic
+
+
+def _cycle_from(start: Key, targets: dict[Key, list[Key]], cyclic: set[Key]) -> list[Key]:
+    """The first cycle through ``start``, as a list of queue keys, or []; only queues on cycles can be on it."""
     stack: list[tuple[Key, list[Key]]] = [(start, [start])]
     seen: set[Key] = set()
     while stack:
@@ -273,7 +320,7 @@ def _cycle_from(start: Key, targets: dict[Key, list[Key]]) -> list[Key]:
         for target in targets.get(node, []):
             if target == start:
                 return path
-            if target not in seen:
+            if target not in seen and target in cyclic:
                 seen.add(target)
                 stack.append((target, [*path, target]))
     return []

@@ -74,12 +74,13 @@ class Expansion:
 
     def add(self, resource: Resource, origin: Origin) -> None:
         """Add an object once; an identical expansion product may be added again (shared DLX)."""
-        existing = self.objects.get(resource.key)
+        key = resource.key
+        existing = self.objects.get(key)
         if existing is None:
-            self.objects[resource.key] = resource
-            self.origins[resource.key] = origin
+            self.objects[key] = resource
+            self.origins[key] = origin
             return
-        first = self.origins[resource.key]
+        first = self.origins[key]
         if resource.kind == "binding" or (existing == resource and origin.generated_by and first.generated_by):
             return  # a binding's content is its identity: the same binding twice is one binding
         how = f" (by {origin.generated_by or first.generated_by})" if origin.generated_by or first.generated_by else ""
@@ -148,7 +149,7 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
                 )
     for vhost, body, base in vhost_bodies(document):
         origin = Origin(document, base or (("vhost",) if "vhost" in data else ()))
-        if vhost not in {k[1] for k in expansion.objects if k[0] == "vhost"}:
+        if ("vhost", vhost) not in expansion.objects:
             expansion.add(VHost(vhost), origin)
         for name, spec in (body.get("exchanges") or {}).items():
             _expand_exchange(vhost, name, spec, Origin(document, (*base, "exchanges", name)), expansion)

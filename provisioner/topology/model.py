@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from provisioner.topology.arguments import QUEUE_ARGUMENTS, parse_integer
@@ -46,9 +47,11 @@ def canonical_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
     arguments given as decimal strings become ints, keys are sorted. Values that
     are not what the argument takes stay as they are, for validation to report.
     """
+    if not arguments:
+        return {}
     result: dict[str, Any] = {}
-    for name in sorted(arguments or {}):
-        value = (arguments or {})[name]
+    for name in sorted(arguments):
+        value = arguments[name]
         if name == "x-queue-type":
             continue
         if name in INTEGER_ARGUMENTS and isinstance(value, str) and parse_integer(value) is not None:
@@ -328,6 +331,8 @@ class Topology:
 
     def in_vhost(self, vhost: str) -> Topology:
         """The part of the topology that lives in one vhost."""
+        if self.vhosts == (VHost(vhost),) and self.celery.vhost == vhost:
+            return self  # all of it: every object lives in one of the topology's vhosts
         return Topology(
             vhosts=tuple(v for v in self.vhosts if v.name == vhost),
             exchanges=tuple(x for x in self.exchanges if x.vhost == vhost),
@@ -344,19 +349,64 @@ class Topology:
 
     def queue(self, vhost: str, name: str) -> Queue | None:
         """The queue of that name in that vhost, if the topology has it."""
-        return next((q for q in self.queues if q.vhost == vhost and q.name == name), None)
+        return self._queues.get((vhost, name))
+
+    def exchange(self, vhost: str, name: str) -> Exchange | None:
+        """The exchange of that name in that vhost, if the topology has it."""
+        return self._exchanges.get((vhost, name))
 
     def bindings_of(self, vhost: str, queue: str) -> tuple[Binding, ...]:
         """The bindings whose destination is that queue, in file order."""
-        return tuple(
-            b for b in self.bindings if b.vhost == vhost and b.destination_type == "queue" and b.destination == queue
-        )
+        return self._queue_bindings.get((vhost, queue), ())
+
+    def bindings_from(self, vhost: str, exchange: str) -> tuple[Binding, ...]:
+        """The bindings whose source is that exchange, in file order."""
+        return self._bindings_by_source.get((vhost, exchange), ())
 
     def exchange_type(self, vhost: str, name: str) -> str | None:
         """The type of an exchange of the topology or a built-in one; None when unknown."""
-        exchange = next((x for x in self.exchanges if x.vhost == vhost and x.name == name), None)
+        exchange = self._exchanges.get((vhost, name))
         return exchange.type if exchange is not None else BUILT_IN_EXCHANGE_TYPES.get(name)
+
+    def has_binding(self, binding: Binding) -> bool:
+        """Whether the topology holds this very binding (all its fields equal)."""
+        return binding in self._binding_set
 
     def dead_letter_of(self, vhost: str, queue: str) -> DeadLetter | None:
         """The dead-letter target of a queue, if it has one."""
-        return next((d for d in self.dead_letters if d.vhost == vhost and d.queue == queue), None)
+        return self._dead_letters.get((vhost, queue))
+
+    # Indexes built on first use: lookups stay O(1) at tens of thousands of objects.
+    # cached_property writes the instance's __dict__ directly, so the dataclass stays frozen
+    # and its fields (equality, repr) are untouched.
+
+    @cached_property
+    def _queues(self) -> dict[tuple[str, str], Queue]:
+        return {(q.vhost, q.name): q for q in reversed(self.queues)}  # reversed: the first one wins
+
+    @cached_property
+    def _exchanges(self) -> dict[tuple[str, str], Exchange]:
+        return {(x.vhost, x.name): x for x in reversed(self.exchanges)}
+
+    @cached_property
+    def _binding_set(self) -> frozenset[Binding]:
+        return frozenset(self.bindings)
+
+    @cached_property
+    def _dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
+        return {(d.vhost, d.queue): d for d in reversed(self.dead_letters)}
+
+    @cached_property
+    def _queue_bindings(self) -> dict[tuple[str, str], tuple[Binding, ...]]:
+        found: dict[tuple[str, str], list[Binding]] = {}
+        for b in self.bindings:
+            if b.destination_type == "queue":
+                found.setdefault((b.vhost, b.destination), []).append(b)
+        return {key: tuple(value) for key, value in found.items()}
+
+    @cached_property
+    def _bindings_by_source(self) -> dict[tuple[str, str], tuple[Binding, ...]]:
+        found: dict[tuple[str, str], list[Binding]] = {}
+        for b in self.bindings:
+            found.setdefault((b.vhost, b.source), []).append(b)
+        return {key: tuple(value) for key, value in found.items()}

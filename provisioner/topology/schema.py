@@ -1,4 +1,8 @@
-"""Validate a loaded document against the JSON Schema in schemas/ (the single source of the shape)."""
+"""Validate a loaded document against the JSON Schema in schemas/ (the single source of the shape).
+
+A valid document is recognised by the schema's precompiled predicate; jsonschema
+(slow to import, slower to run) is loaded only to explain an invalid one.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,16 @@ import math
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import Problem
 from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS
 from provisioner.topology.load import Document, collector_paused
+from provisioner.topology.precompiled import Predicate, compile_schema
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 
 @cache
@@ -27,11 +33,21 @@ def topology_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(topology_schema())
+
+
+@cache
+def _is_valid() -> Predicate | None:
+    return compile_schema(topology_schema())
 
 
 def schema_problems(document: Document) -> list[Problem]:
     """Every schema violation, each at the line of the offending value."""
+    is_valid = _is_valid()
+    if is_valid is not None and is_valid(document.data) and next(_non_finite(document.data, []), None) is None:
+        return []
     problems = []
     with collector_paused():  # the validator makes many short-lived objects and no cycles
         errors = list(_validator().iter_errors(document.data))
