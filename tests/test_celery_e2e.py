@@ -310,3 +310,18 @@ def test_a_foreign_task_runs_on_the_queue_the_topology_names(tmp_path: Path, vho
     assert headers["x-foreign-queue"] == "example"  # where the message came from
     assert headers["x-foreign-exchange"] == "example" and headers["x-foreign-routing-key"] == "com.example"
     assert b'"id": 2' in body  # the Celery message holds the JSON body as the task's one argument
+
+
+def test_a_failed_task_whose_dead_letter_exchange_is_gone_stays_in_the_broker(provisioned: tuple[Path, str]) -> None:
+    """Someone deleted celery.dead by hand: the failed task goes back to its queue instead of being dropped."""
+    folder, vhost = provisioned
+    assert api("DELETE", f"exchanges/{quote(vhost, safe='')}/celery.dead").status_code == 204
+    worker = start_worker(folder, vhost)
+    try:
+        publisher(folder, vhost).send_task("e2e.always_fails")
+        wait_for(lambda: "could not publish e2e.always_fails" in worker.output(), timeout=60)
+        assert "goes back to queue 'celery'" in worker.output()
+    finally:
+        worker.stop()
+    assert counts(vhost, "celery")[0] == 1  # the task is still in the broker, once
+    assert counts(vhost, "celery.dead")[0] == 0

@@ -122,8 +122,10 @@ class DeadLetteringRequest(Request):  # type: ignore[misc]
 
     AMQP cannot add headers to a rejected message, so a copy with the
     exception goes to the queue's dead-letter exchange (publisher confirms on),
-    then the original is acked. If that publish fails, the original is rejected
-    without requeue and the broker dead-letters it as it is: never lost.
+    then the original is acked. A queue without a known dead-letter exchange is
+    rejected without requeue (the broker dead-letters it as it is). If the
+    publish fails (the exchange is gone), the original goes back to its queue:
+    the broker's dead-lettering would go to the same missing exchange and drop it.
     """
 
     _failure: Any = None
@@ -140,8 +142,20 @@ class DeadLetteringRequest(Request):  # type: ignore[misc]
                 if _publish_dead_letter(self):
                     self.acknowledge()
                     return
-            except Exception:  # the broker's own dead-lettering is the fallback
-                log.exception("could not publish %s[%s] to its dead-letter exchange; rejecting", self.name, self.id)
+            except Exception as error:
+                # The broker's own dead-lettering goes to the same exchange, so it would drop the message too.
+                queue = _source_queue(self.task.app, self.delivery_info or {})
+                log.error(
+                    "could not publish %s[%s] to its dead-letter exchange (%s: %s); the message goes back to "
+                    "queue %r and is delivered again: nothing is lost, but the dead-letter exchange must exist "
+                    "(provision plan shows what the broker lacks)",
+                    self.name,
+                    self.id,
+                    type(error).__name__,
+                    error,
+                    queue,
+                )
+                requeue = True
         super().reject(requeue=requeue)
 
 

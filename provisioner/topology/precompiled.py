@@ -155,8 +155,9 @@ class _Compiler:
         """Unique lists of plain values; a list holding anything else is left to jsonschema."""
         if not unique:
             return lambda v: True
-        return lambda v: not isinstance(v, list) or (
-            all(_plain(item) for item in v) and len({(type(item), item) for item in v}) == len(v)
+        return lambda v: (
+            not isinstance(v, list)
+            or (all(_plain(item) for item in v) and len({(type(item), item) for item in v}) == len(v))
         )
 
     def k_oneOf(self, branches: list[Any], schema: dict[str, Any]) -> Predicate:
