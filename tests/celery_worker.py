@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pika
 from celery import Celery
-from rabbit import parameters, wait_for
+from rabbit import amqp_url, parameters, wait_for
 
 APP_DIR = Path(__file__).parent / "celery_app"
 
@@ -25,7 +25,7 @@ class Worker:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(folder), str(APP_DIR)]),
-            "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+            "CELERY_BROKER_URL": amqp_url(vhost),
             "E2E_OBSERVED": str(self.observed),
         }
         command = [sys.executable, "-m", "celery", "-A", "e2e_app", "worker", "-P", "solo", "-l", "INFO"]
@@ -95,7 +95,7 @@ def publisher(folder: Path, vhost: str) -> Celery:
     sys.path.insert(0, str(folder))
     try:
         app.config_from_object("celeryconfig", force=True)
-        app.conf.broker_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        app.conf.broker_url = amqp_url(vhost)
         app.conf.task_queues  # noqa: B018 - load the module now, while it is on the path
     finally:
         sys.path.remove(str(folder))

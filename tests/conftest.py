@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -9,7 +10,12 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from rabbit import MANAGEMENT_URL, api, wait_for
+from rabbit import AMQP_PORT, AMQP_URL, MANAGEMENT_URL, api, wait_for
+
+# The CLI, Celery workers and every subprocess reach the broker under test through the same
+# variables a user sets, so no test names a port of its own.
+os.environ["PROVISION_AMQP_URL"] = AMQP_URL
+os.environ["PROVISION_MANAGEMENT_URL"] = MANAGEMENT_URL
 
 
 def _management_answers() -> bool:
@@ -23,6 +29,8 @@ def _management_answers() -> bool:
 def management_plugin() -> None:
     """The management API must answer; enable the plugin when it is off (as scripts/ensure-rabbitmq.sh does)."""
     if not _management_answers():
+        if AMQP_PORT != 5672:  # another broker (scripts/test.sh started it): nothing here can enable its plugin
+            raise RuntimeError(f"the management API of the broker under test does not answer at {MANAGEMENT_URL}")
         subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"], check=True, capture_output=True)
         wait_for(_management_answers, timeout=60)
 

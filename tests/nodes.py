@@ -4,12 +4,21 @@ Debian's wrapper runs a node as user ``rabbitmq``, so the node's folders are
 made for that user. Each node has its own name, AMQP, distribution and
 management ports, and its own data, so it can be stopped and started again
 with its messages.
+
+A node comes from an installation: the machine's RabbitMQ (3.10) or a Debian 13
+root filesystem with RabbitMQ 4.0 (built by ``scripts/rabbitmq4.sh build``), run
+with chroot and an epmd of its own. ``PROVISION_TEST_RABBITMQ`` chooses the
+default and ``PROVISION_TEST_DENY_DEPRECATED=1`` denies every deprecated feature.
+
+Also a command for scripts: ``python tests/nodes.py start NAME [--installation 4.0]
+[--deny-deprecated]`` prints the node's ports as shell variables; ``stop NAME``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -25,6 +34,70 @@ import pytest
 import requests
 
 START_SECONDS = 90.0
+ROOT_4_0 = Path(os.environ.get("PROVISION_RABBITMQ4_ROOT", "/var/cache/provisioner/rabbitmq-4.0-root"))
+# Every feature RabbitMQ 4.0 deprecates, denied as later versions default to (rabbitmqctl list_deprecated_features).
+DEPRECATED_FEATURES = (
+    "amqp_address_v1",
+    "classic_queue_mirroring",
+    "global_qos",
+    "management_metrics_collection",
+    "queue_master_locator",
+    "ram_node_type",
+    "transient_nonexcl_queues",
+)
+DENY_DEPRECATED_CONFIG = "".join(f"deprecated_features.permit.{name} = false\n" for name in DEPRECATED_FEATURES)
+
+
+@dataclass(frozen=True)
+class Installation:
+    """Where a node's RabbitMQ comes from: the machine's own (root None) or a root filesystem run with chroot."""
+
+    name: str
+    root: Path | None = None
+
+    def folder_base(self) -> Path:
+        """Where node folders go on this machine (inside the root, so the node sees them)."""
+        base = Path(tempfile.gettempdir()) if self.root is None else self.root / "tmp"
+        if self.root is not None and not (self.root / "usr/sbin/rabbitmq-server").exists():
+            raise RuntimeError(f"no RabbitMQ {self.name} at {self.root}: run `bash scripts/rabbitmq4.sh build`")
+        return base
+
+    def inside(self, path: Path) -> str:
+        """A machine path as the node sees it."""
+        return str(path) if self.root is None else "/" + str(path.relative_to(self.root))
+
+    def command(self, argv: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The command and environment that run ``argv`` of this installation."""
+        if self.root is None:
+            return argv, {**os.environ, **environment}
+        self._mount_proc()
+        clean = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/var/lib/rabbitmq"}
+        return ["chroot", str(self.root), *argv], {**clean, **environment}
+
+    def user_ids(self) -> tuple[int, int]:
+        """The uid and gid of user rabbitmq as the installation knows it."""
+        passwd = Path(self.root or "/") / "etc/passwd"
+        for line in passwd.read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == "rabbitmq":
+                return int(fields[2]), int(fields[3])
+        raise RuntimeError(f"no user rabbitmq in {passwd}")
+
+    def _mount_proc(self) -> None:
+        # Mounted once and left mounted: other nodes of the same root may be running.
+        assert self.root is not None
+        if not (self.root / "proc/self").exists():
+            subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], check=True)
+
+
+INSTALLATIONS = {"3.10": Installation("3.10"), "4.0": Installation("4.0", ROOT_4_0)}
+
+
+def chosen_installation() -> Installation:
+    name = os.environ.get("PROVISION_TEST_RABBITMQ", "3.10")
+    if name not in INSTALLATIONS:
+        raise RuntimeError(f"PROVISION_TEST_RABBITMQ={name!r}: choose one of {', '.join(INSTALLATIONS)}")
+    return INSTALLATIONS[name]
 
 
 def free_port() -> int:
@@ -42,39 +115,73 @@ class NodeConfig:
     amqp_port: int
     dist_port: int
     management_port: int
+    installation: Installation = INSTALLATIONS["3.10"]
+    epmd_port: int | None = None  # None: the machine's epmd (4369)
 
     @classmethod
-    def fresh(cls) -> NodeConfig:
-        short = uuid.uuid4().hex[:8]
+    def fresh(cls, installation: Installation | None = None, short: str | None = None) -> NodeConfig:
+        installation = installation or chosen_installation()
+        short = short or uuid.uuid4().hex[:8]
         return cls(
             name=f"provtest-{short}@localhost",
-            folder=Path(tempfile.mkdtemp(prefix=f"provtest-{short}-")),
+            folder=Path(tempfile.mkdtemp(prefix=f"provtest-{short}-", dir=installation.folder_base())),
             amqp_port=free_port(),
             dist_port=free_port(),
             management_port=free_port(),
+            installation=installation,
+            # A chroot's node runs an epmd of its own, so it never meets the machine's Erlang.
+            epmd_port=None if installation.root is None else free_port(),
         )
 
     def environment(self) -> dict[str, str]:
+        inside = self.installation.inside
         return {
-            **os.environ,
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_NODE_PORT": str(self.amqp_port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
-            "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.folder / "log"),
-            "RABBITMQ_PID_FILE": str(self.folder / "pid"),
+            "RABBITMQ_CONFIG_FILE": inside(self.folder / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": inside(self.folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": inside(self.folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": inside(self.folder / "log"),
+            "RABBITMQ_PID_FILE": inside(self.folder / "pid"),
+            **({} if self.epmd_port is None else {"ERL_EPMD_PORT": str(self.epmd_port)}),
         }
+
+    def command(self, *argv: str) -> tuple[list[str], dict[str, str]]:
+        """``argv`` run against this node, from its installation."""
+        return self.installation.command(list(argv), self.environment())
+
+    def to_json(self) -> str:
+        fields = {**self.__dict__, "folder": str(self.folder), "installation": self.installation.name}
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeConfig:
+        fields = json.loads(text)
+        return cls(
+            **{**fields, "folder": Path(fields["folder"]), "installation": INSTALLATIONS[fields["installation"]]}
+        )
 
 
 class ThrowawayNode:
     """A RabbitMQ node of the test's own: start, stop, restart, destroy."""
 
-    def __init__(self, config: NodeConfig | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self, config: NodeConfig | None = None, extra_config: str = "", deny_deprecated: bool | None = None
+    ) -> None:
         self.config = config or NodeConfig.fresh()
         self.extra_config = extra_config  # more rabbitmq.conf lines (TLS listeners, say)
+        if deny_deprecated is None:
+            deny_deprecated = os.environ.get("PROVISION_TEST_DENY_DEPRECATED", "") == "1"
+        self.deny_deprecated = deny_deprecated and self.config.installation.name != "3.10"
         self._prepare()
+
+    @classmethod
+    def existing(cls, config: NodeConfig) -> ThrowawayNode:
+        """A node whose folder is already prepared (started by another process, say)."""
+        node = cls.__new__(cls)
+        node.config, node.extra_config, node.deny_deprecated = config, "", False
+        return node
 
     @property
     def amqp_url(self) -> str:
@@ -93,33 +200,34 @@ class ThrowawayNode:
         folder = self.config.folder
         (folder / "mnesia").mkdir(parents=True, exist_ok=True)
         (folder / "log").mkdir(exist_ok=True)
+        # Paths of the node's folder in extra_config (certificates, say) become the paths the node sees.
+        extra = self.extra_config.replace(str(folder), self.config.installation.inside(folder))
         (folder / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.config.amqp_port}\n"
             f"management.tcp.port = {self.config.management_port}\n"
             "management.tcp.ip = 127.0.0.1\n"
-            "loopback_users = none\n" + self.extra_config
+            "loopback_users = none\n" + extra + (DENY_DEPRECATED_CONFIG if self.deny_deprecated else "")
         )
         (folder / "enabled_plugins").write_text("[rabbitmq_management].\n")
-        user = pwd.getpwnam("rabbitmq")
+        (folder / "node.json").write_text(self.config.to_json())
+        uid, gid = self.config.installation.user_ids()
         for path in [folder, *folder.rglob("*")]:
-            os.chown(path, user.pw_uid, user.pw_gid)
+            os.chown(path, uid, gid)
 
     def start(self) -> None:
         """Start the node and wait until AMQP and the management API answer."""
         log = open(self.config.folder / "startup.log", "ab")  # noqa: SIM115 - kept open by the node process
+        command, environment = self.config.command("rabbitmq-server")
+        # A session of its own: a node started by `tests/nodes.py start` outlives that command.
         self.process = subprocess.Popen(
-            ["rabbitmq-server"], env=self.config.environment(), stdout=log, stderr=subprocess.STDOUT
+            command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_until(self._answers, "start")
 
     def stop(self) -> None:
         """Stop the node (its data stays) and wait until its ports are closed."""
-        subprocess.run(
-            ["rabbitmqctl", "-n", self.config.name, "stop"],
-            env=self.config.environment(),
-            capture_output=True,
-            timeout=60,
-        )
+        command, environment = self.config.command("rabbitmqctl", "-n", self.config.name, "stop")
+        subprocess.run(command, env=environment, capture_output=True, timeout=60)
         if getattr(self, "process", None) is not None:
             try:
                 self.process.wait(timeout=60)
@@ -139,6 +247,9 @@ class ThrowawayNode:
             ):
                 self.stop()
         finally:
+            if self.config.epmd_port is not None:  # the node's own epmd outlives the node
+                command, environment = self.config.command("epmd", "-kill")
+                subprocess.run(command, env=environment, capture_output=True, timeout=30)
             shutil.rmtree(self.config.folder, ignore_errors=True)
 
     def _answers(self) -> bool:
@@ -180,3 +291,47 @@ def throwaway_node() -> Iterator[ThrowawayNode]:
         yield node
     finally:
         node.destroy()
+
+
+def _named_folders(name: str) -> list[Path]:
+    bases = {Path(tempfile.gettempdir())} | {i.root / "tmp" for i in INSTALLATIONS.values() if i.root is not None}
+    return sorted(
+        folder for base in bases for folder in base.glob(f"provtest-{name}-*") if (folder / "node.json").exists()
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``start NAME`` prints the node's ports as shell variables; ``stop NAME`` stops it and removes its data."""
+    parser = argparse.ArgumentParser(prog="tests/nodes.py", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start")
+    start.add_argument("name")
+    start.add_argument("--installation", choices=sorted(INSTALLATIONS), default=chosen_installation().name)
+    start.add_argument("--deny-deprecated", action="store_true")
+    commands.add_parser("stop").add_argument("name")
+    args = parser.parse_args(argv)
+    if args.command == "start":
+        if _named_folders(args.name):
+            parser.exit(1, f"a node named {args.name} exists already: stop it first\n")
+        config = NodeConfig.fresh(INSTALLATIONS[args.installation], short=args.name)
+        node = ThrowawayNode(config, deny_deprecated=args.deny_deprecated)
+        try:
+            node.start()
+        except BaseException:
+            node.destroy()
+            raise
+        print(f"PROVISION_TEST_AMQP_PORT={config.amqp_port}")
+        print(f"PROVISION_TEST_MANAGEMENT_URL=http://127.0.0.1:{config.management_port}")
+        print(f"PROVISION_TEST_NODE={config.name}")
+        print(f"PROVISION_TEST_NODE_FOLDER={config.folder}")
+        return 0
+    folders = _named_folders(args.name)
+    if not folders:
+        parser.exit(1, f"no node named {args.name}\n")
+    for folder in folders:
+        ThrowawayNode.existing(NodeConfig.from_json((folder / "node.json").read_text())).destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,18 +7,45 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pika
 import requests
 
+from provisioner.broker.endpoints import Endpoints
+
+# The broker under test: the machine's node by default; scripts/test.sh points these at another
+# (PROVISION_TEST_BROKER=4.0). Every test reaches the broker through these names, never a literal port.
 HOST = os.environ.get("PROVISION_TEST_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("PROVISION_TEST_AMQP_PORT", "5672"))
 MANAGEMENT_URL = os.environ.get("PROVISION_TEST_MANAGEMENT_URL", f"http://{HOST}:15672")
 AUTH = ("guest", "guest")
+AMQP_URL = f"amqp://{AUTH[0]}:{AUTH[1]}@{HOST}:{AMQP_PORT}/"
+# Which RabbitMQ installation throwaway nodes come from (tests/nodes.py INSTALLATIONS), and whether
+# every deprecated feature is denied there and on the broker under test.
+INSTALLATION = os.environ.get("PROVISION_TEST_RABBITMQ", "3.10")
+DENY_DEPRECATED = os.environ.get("PROVISION_TEST_DENY_DEPRECATED", "") == "1"
 
 T = TypeVar("T")
+
+
+def amqp_url(vhost: str = "") -> str:
+    """The broker under test's AMQP URL, for a vhost (quoted, so "/" is "%2F")."""
+    return AMQP_URL + quote(vhost, safe="")
+
+
+def endpoints() -> Endpoints:
+    """The provisioner's endpoints for the broker under test."""
+    return Endpoints(amqp_url=AMQP_URL, management_url=MANAGEMENT_URL)
+
+
+@cache
+def version() -> tuple[int, int]:
+    """The broker under test's RabbitMQ version, major and minor."""
+    major, minor = api("GET", "overview").json()["rabbitmq_version"].split(".")[:2]
+    return int(major), int(minor)
 
 
 def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> requests.Response:

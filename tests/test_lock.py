@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from rabbit import MANAGEMENT_URL, api, fresh_vhost, parameters, wait_for
+from rabbit import MANAGEMENT_URL, amqp_url, api, fresh_vhost, parameters, wait_for
 
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.lock import HOLDER_ARGUMENT, LOCK_QUEUE, VhostLock, management_holder_lookup
@@ -79,7 +79,7 @@ HOLDER_SCRIPT = textwrap.dedent(
     import sys, time
     import pika
     from provisioner.broker.lock import VhostLock
-    params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+    params = pika.URLParameters(sys.argv[1])
     VhostLock(params, 5, holder="provision apply by crashing@host").acquire()
     print("held", flush=True)
     time.sleep(120)
@@ -88,7 +88,7 @@ HOLDER_SCRIPT = textwrap.dedent(
 
 
 def test_killed_holder_process_leaves_no_stale_lock(vhost: str) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, vhost], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, amqp_url(vhost)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(LockTimeout, match="crashing@host"):

@@ -13,10 +13,9 @@ from click.testing import CliRunner, Result
 from kombu import Connection
 from kombu import Exchange as KombuExchange
 from kombu import Queue as KombuQueue
-from rabbit import api, parameters
+from rabbit import MANAGEMENT_URL, amqp_url, api, endpoints, parameters
 
 from provisioner.apply import ApplyOptions, converge, make_plan
-from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
 from provisioner.cli import main
 from provisioner.topology import load
@@ -118,8 +117,8 @@ def test_fresh_vhost_plan_apply_replan_reapply(tmp_path: Path, vhost_name: str, 
     assert "No changes" in again.output
 
     monkeypatch.setenv("TEST_VHOST", vhost_name)
-    management = Management(Endpoints())
-    report = converge(load([file]), Endpoints(), management, ApplyOptions())
+    management = Management(endpoints())
+    report = converge(load([file]), endpoints(), management, ApplyOptions())
     assert report.plan.is_empty
     assert management.writes_made == 0
     assert management.requests_made == 2  # the vhost's definitions and operator policies: nothing per object
@@ -158,7 +157,7 @@ def test_a_vhost_set_up_by_the_seed_code_plans_as_no_changes(tmp_path: Path, vho
     """celery_dlq.py's setup_default_dlq and consume_from(queue='example', setup_dlq=True), declared by kombu."""
     api("PUT", f"vhosts/{q(vhost_name)}").raise_for_status()
     api("PUT", f"permissions/{q(vhost_name)}/guest", json={"configure": ".*", "write": ".*", "read": ".*"})
-    with Connection(f"amqp://guest:guest@127.0.0.1:5672/{q(vhost_name)}") as connection:
+    with Connection(amqp_url(vhost_name)) as connection:
         channel = connection.channel()
         for name, exchange, key in (("celery", "celery", "celery"), ("example", "example", "com.example")):
             kind = "direct" if name == "celery" else "topic"
@@ -246,7 +245,7 @@ def test_broker_refusal_mid_apply_names_the_object_and_what_was_done(
     file = write(tmp_path)
     monkeypatch.setenv("TEST_VHOST", vhost_name)
     desired = load([file])
-    management = Management(Endpoints())
+    management = Management(endpoints())
     plan = make_plan(desired, management)
     from provisioner.apply import ApplyFailed, Executor
 
@@ -255,7 +254,7 @@ def test_broker_refusal_mid_apply_names_the_object_and_what_was_done(
     connection = pika.BlockingConnection(parameters(vhost_name))
     connection.channel().queue_declare("audit", durable=False)
     connection.close()
-    executor = Executor(desired, Endpoints(), management, ApplyOptions(workers=1))
+    executor = Executor(desired, endpoints(), management, ApplyOptions(workers=1))
     with pytest.raises(ApplyFailed) as caught:
         executor.execute(plan)
     message = str(caught.value)
@@ -270,7 +269,10 @@ def test_broker_refusal_mid_apply_names_the_object_and_what_was_done(
             ["--amqp-url", "amqp://guest:s3cret@127.0.0.1:1/", "--management-url", "http://guest:s3cret@127.0.0.1:1"],
             "cannot reach the management API at 127.0.0.1:1",
         ),
-        (["--management-url", "http://guest:s3cret@127.0.0.1:15672"], "refused the credentials of user 'guest' (401"),
+        (
+            ["--management-url", MANAGEMENT_URL.replace("://", "://guest:s3cret@", 1)],
+            "refused the credentials of user 'guest' (401",
+        ),
     ],
 )
 def test_broker_errors_are_one_line_without_the_password(
