@@ -48,6 +48,13 @@ def version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def stored_arguments(arguments: dict[str, Any], queue_type: str = "classic") -> dict[str, Any]:
+    """The arguments the broker under test stores for a queue declared with ``arguments`` (4.x adds a classic type)."""
+    if queue_type == "classic" and version() >= (4, 0):
+        return {"x-queue-type": "classic", **arguments}
+    return dict(arguments)
+
+
 def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> requests.Response:
     """One management API call (path after /api/)."""
     return requests.request(method, f"{base}/api/{path}", auth=AUTH, timeout=10, **kwargs)

@@ -1,0 +1,79 @@
+"""The brokers the suite runs against: the one chosen by the environment, and throwaway nodes of each installation."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+from nodes import INSTALLATIONS, NodeConfig, ThrowawayNode
+from rabbit import DENY_DEPRECATED, INSTALLATION, api, fresh_vhost, parameters, version
+
+REPO = Path(__file__).parent.parent
+
+
+def test_the_broker_under_test_is_the_chosen_installation() -> None:
+    """A run meant for 4.0 that reached the machine's 3.10 node (or the reverse) fails here, not silently."""
+    assert version() == tuple(int(part) for part in INSTALLATION.split("."))
+    assert api("GET", "overview").json()["rabbitmq_version"].startswith(f"{INSTALLATION}.")
+
+
+@pytest.fixture(scope="module", params=sorted(INSTALLATIONS))
+def node(request: pytest.FixtureRequest) -> Iterator[ThrowawayNode]:
+    if INSTALLATIONS[request.param].root is not None:  # idempotent: builds the 4.0 root only when it is missing
+        subprocess.run(["bash", str(REPO / "scripts" / "rabbitmq4.sh"), "build"], check=True)
+    node = ThrowawayNode(NodeConfig.fresh(INSTALLATIONS[request.param]), deny_deprecated=True)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.destroy()
+
+
+def test_a_throwaway_node_runs_its_installations_rabbitmq(node: ThrowawayNode) -> None:
+    overview = api("GET", "overview", base=f"http://127.0.0.1:{node.config.management_port}").json()
+    assert overview["rabbitmq_version"].startswith(f"{node.config.installation.name}.")
+    connection = pika.BlockingConnection(node.parameters())
+    try:
+        channel = connection.channel()
+        channel.queue_declare("kept", durable=True)
+        channel.basic_publish("", "kept", b"x", pika.BasicProperties(delivery_mode=2))
+    finally:
+        connection.close()
+    node.restart()  # its own name, ports and data: it comes back with the message
+    connection = pika.BlockingConnection(node.parameters())
+    try:
+        assert connection.channel().queue_declare("kept", passive=True).method.message_count == 1
+    finally:
+        connection.close()
+
+
+def test_denied_deprecated_features_are_refused_on_4_0_only(node: ThrowawayNode) -> None:
+    """deny_deprecated=True: 4.0 refuses a transient non-exclusive queue; 3.10 knows no such setting."""
+    connection = pika.BlockingConnection(node.parameters())
+    try:
+        if node.config.installation.name == "3.10":
+            assert connection.channel().queue_declare("transient", durable=False).method.queue == "transient"
+        else:
+            with pytest.raises(pika.exceptions.ConnectionClosedByBroker, match="transient_nonexcl_queues"):
+                connection.channel().queue_declare("transient", durable=False)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_a_denying_run_denies_on_the_broker_under_test() -> None:
+    """PROVISION_TEST_BROKER=4.0-deny really runs the suite with deprecated features denied."""
+    with fresh_vhost("deny") as vhost:
+        connection = pika.BlockingConnection(parameters(vhost))
+        try:
+            if DENY_DEPRECATED:
+                with pytest.raises(pika.exceptions.ConnectionClosedByBroker, match="transient_nonexcl_queues"):
+                    connection.channel().queue_declare("transient", durable=False)
+            else:
+                assert connection.channel().queue_declare("transient", durable=False).method.queue == "transient"
+        finally:
+            if connection.is_open:
+                connection.close()
