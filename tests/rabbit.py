@@ -55,6 +55,11 @@ def stored_arguments(arguments: dict[str, Any], queue_type: str = "classic") -> 
     return dict(arguments)
 
 
+def default_delivery_limit() -> int | None:
+    """How often a quorum queue without a delivery limit redelivers a message: 4.x stops at 20, 3.x never."""
+    return 20 if version() >= (4, 0) else None
+
+
 def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> requests.Response:
     """One management API call (path after /api/)."""
     return requests.request(method, f"{base}/api/{path}", auth=AUTH, timeout=10, **kwargs)

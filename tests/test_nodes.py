@@ -9,7 +9,16 @@ from pathlib import Path
 import pika
 import pytest
 from nodes import INSTALLATIONS, NodeConfig, ThrowawayNode
-from rabbit import DENY_DEPRECATED, INSTALLATION, api, fresh_vhost, parameters, version
+from rabbit import (
+    DENY_DEPRECATED,
+    INSTALLATION,
+    api,
+    default_delivery_limit,
+    fresh_vhost,
+    parameters,
+    stored_arguments,
+    version,
+)
 
 REPO = Path(__file__).parent.parent
 
@@ -18,6 +27,36 @@ def test_the_broker_under_test_is_the_chosen_installation() -> None:
     """A run meant for 4.0 that reached the machine's 3.10 node (or the reverse) fails here, not silently."""
     assert version() == tuple(int(part) for part in INSTALLATION.split("."))
     assert api("GET", "overview").json()["rabbitmq_version"].startswith(f"{INSTALLATION}.")
+
+
+def test_tests_know_what_the_broker_under_test_stores() -> None:
+    """Stored arguments (4.x adds x-queue-type: classic) and the default delivery limit (4.x: 20), counted over AMQP."""
+    with fresh_vhost("stored") as vhost:
+        connection = pika.BlockingConnection(parameters(vhost))
+        try:
+            channel = connection.channel()
+            channel.queue_declare("classic", durable=True, arguments={"x-max-length": 10})
+            channel.queue_declare("quorum", durable=True, arguments={"x-queue-type": "quorum"})
+            stored = api("GET", f"queues/{vhost}/classic").json()["arguments"]
+            assert stored == stored_arguments({"x-max-length": 10})
+            assert api("GET", f"queues/{vhost}/quorum").json()["arguments"] == {"x-queue-type": "quorum"}
+            channel.confirm_delivery()  # the message is in the queue before the first get
+            channel.basic_publish("", "quorum", b"poison", pika.BasicProperties(delivery_mode=2))
+            deliveries = 0
+            while deliveries <= 25:  # a limit of 20 is passed well before this
+                method, _, _ = channel.basic_get("quorum")
+                if method is None:
+                    break
+                deliveries += 1
+                channel.basic_nack(method.delivery_tag, requeue=True)
+            left = 0 if channel.basic_get("quorum", auto_ack=True)[0] is None else 1  # after the requeues, in order
+        finally:
+            connection.close()
+    limit = default_delivery_limit()
+    if limit is None:
+        assert deliveries == 26 and left == 1
+    else:
+        assert deliveries == limit + 1 and left == 0  # the first delivery and `limit` redeliveries
 
 
 @pytest.fixture(scope="module", params=sorted(INSTALLATIONS))
