@@ -134,6 +134,11 @@ class NodeConfig:
         )
 
     def environment(self) -> dict[str, str]:
+        """This process's environment with the node's variables (for the machine's installation)."""
+        return {**os.environ, **self.variables()}
+
+    def variables(self) -> dict[str, str]:
+        """The variables that make the node distinct, with paths as the node sees them."""
         inside = self.installation.inside
         return {
             "RABBITMQ_NODENAME": self.name,
@@ -149,7 +154,7 @@ class NodeConfig:
 
     def command(self, *argv: str) -> tuple[list[str], dict[str, str]]:
         """``argv`` run against this node, from its installation."""
-        return self.installation.command(list(argv), self.environment())
+        return self.installation.command(list(argv), self.variables())
 
     def to_json(self) -> str:
         fields = {**self.__dict__, "folder": str(self.folder), "installation": self.installation.name}
