@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from kombu import Connection
 from kombu import Exchange as KombuExchange
 from kombu import Queue as KombuQueue
-from rabbit import MANAGEMENT_URL, amqp_url, api, endpoints, parameters
+from rabbit import DENY_DEPRECATED, MANAGEMENT_URL, amqp_url, api, endpoints, parameters
 
 from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.management import Management
@@ -186,7 +186,8 @@ def test_unmanaged_objects_are_listed_and_pruned_only_when_asked(tmp_path: Path,
     channel.queue_declare("legacy.quorum", durable=True, arguments={"x-queue-type": "quorum"})
     channel.confirm_delivery()
     channel.basic_publish("", "legacy.quorum", b"keep me too")  # if-empty does not guard quorum queues
-    channel.queue_declare("celeryev.1234", auto_delete=True)  # Celery's own: never drift
+    # Celery's own: never drift (durable where transient queues are denied, as Celery's event_queue_durable makes it)
+    channel.queue_declare("celeryev.1234", durable=DENY_DEPRECATED, auto_delete=True)
     channel.exchange_declare("celery.pidbox", "fanout", auto_delete=True)
     connection.close()
     consumer = pika.BlockingConnection(parameters(vhost_name))
@@ -252,7 +253,7 @@ def test_broker_refusal_mid_apply_names_the_object_and_what_was_done(
     api("PUT", f"vhosts/{q(vhost_name)}").raise_for_status()
     api("PUT", f"permissions/{q(vhost_name)}/guest", json={"configure": ".*", "write": ".*", "read": ".*"})
     connection = pika.BlockingConnection(parameters(vhost_name))
-    connection.channel().queue_declare("audit", durable=False)
+    connection.channel().queue_declare("audit", durable=True, arguments={"x-max-length": 1})
     connection.close()
     executor = Executor(desired, endpoints(), management, ApplyOptions(workers=1))
     with pytest.raises(ApplyFailed) as caught:
