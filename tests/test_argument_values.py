@@ -17,10 +17,9 @@ import requests
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from rabbit import api, wait_for
+from rabbit import api, endpoints, wait_for
 
 from provisioner.apply import ApplyOptions, converge, make_plan
-from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
 from provisioner.celery.render import render
 from provisioner.topology import load
@@ -88,9 +87,9 @@ def test_accepted_arguments_apply_converge_and_render(tmp_path_factory: Any, arg
     file = folder / "topology.yaml"
     file.write_text(yaml.safe_dump(topology, allow_unicode=True))
     desired = load([file], environ={})  # validate accepts it
-    management = Management(Endpoints())
+    management = Management(endpoints())
     try:
-        report = converge(desired, Endpoints(), management, ApplyOptions(workers=1))
+        report = converge(desired, endpoints(), management, ApplyOptions(workers=1))
         assert not report.plan.is_empty
         again = make_plan(desired, management)
         assert again.is_empty, [str(c) for c in again.changes]
