@@ -11,11 +11,10 @@ from collections.abc import Iterator
 
 import pika
 import pytest
-from rabbit import fresh_vhost, parameters
+from rabbit import endpoints, fresh_vhost, parameters
 
 from provisioner.broker import amqp
 from provisioner.broker.amqp import BATCH, Amqp, Operation, OperationFailed
-from provisioner.broker.endpoints import Endpoints
 from provisioner.topology.model import Binding, Exchange, Queue
 
 COUNT = 2 * BATCH + 37  # three batches on one lane, the last one short
@@ -61,7 +60,7 @@ def test_a_batch_costs_one_synchronous_command_and_everything_arrives(
     vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = _synchronous_calls(monkeypatch)
-    client = Amqp(Endpoints(), vhost)
+    client = Amqp(endpoints(), vhost)
     names = [f"p{index:04d}" for index in range(COUNT)]
     exchange = Exchange(vhost, "work", "topic")
     assert client.execute([Operation("declare", exchange)], workers=1) == 1
@@ -89,7 +88,7 @@ def test_a_refusal_inside_a_batch_names_the_object_and_counts_what_was_done(vhos
     connection = pika.BlockingConnection(parameters(vhost))
     connection.channel().queue_declare(refused, durable=True, arguments={"x-max-length": 1})
     connection.close()
-    client = Amqp(Endpoints(), vhost)
+    client = Amqp(endpoints(), vhost)
     operations = [Operation("declare", Queue(vhost, name)) for name in names]
     with pytest.raises(OperationFailed) as caught:
         client.execute(operations, workers=1)

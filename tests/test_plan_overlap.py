@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rabbit import endpoints as broker_endpoints
 
 from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.endpoints import Endpoints
@@ -41,7 +42,7 @@ def test_the_vhosts_are_known_before_expansion_and_checks(tmp_path: Path) -> Non
 
 def test_a_read_under_way_makes_the_plan_with_its_two_requests(tmp_path: Path, vhost_name: str) -> None:
     file = topology(tmp_path, vhost_name)
-    endpoints = Endpoints()
+    endpoints = broker_endpoints()
     converge(load([file]), endpoints, Management(endpoints), ApplyOptions(workers=1))
     management = Management(endpoints)
     reading = []

@@ -8,17 +8,19 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from rabbit import api
+from rabbit import AMQP_PORT, HOST, MANAGEMENT_URL, api
 
 from provisioner import cli
 from provisioner.broker.endpoints import BadUrl, Endpoints, url_secrets, where
 from provisioner.redact import MASK, redact, secret_forms
+
+AMQP_AT, MANAGEMENT_AT = f"{HOST}:{AMQP_PORT}", urlsplit(MANAGEMENT_URL).netloc  # the broker under test
 
 # URL syntax, percent signs, a space, quotes, latin-1 and an emoji: everything a URL parser trips on.
 NASTY = "p#/?@:%[] 'q\"é😀%41"
@@ -213,8 +215,8 @@ def test_a_password_full_of_url_syntax_works_and_is_never_printed(
     topology.write_text(TOPOLOGY.format(vhost=vhost_name))
     written = quote(NASTY, safe="")
     amqp, management = (
-        f"amqp://{nasty_user}:{written}@127.0.0.1:5672/",
-        f"http://{nasty_user}:{written}@127.0.0.1:15672",
+        f"amqp://{nasty_user}:{written}@{AMQP_AT}/",
+        f"http://{nasty_user}:{written}@{MANAGEMENT_AT}",
     )
     by_env = {"PROVISION_AMQP_URL": amqp, "PROVISION_MANAGEMENT_URL": management}
     by_option = ["--amqp-url", amqp, "--management-url", management]
@@ -248,9 +250,9 @@ def test_wrong_passwords_full_of_url_syntax_are_one_line_without_them(
     wrong = NASTY[::-1]
     right, bad = quote(NASTY, safe=""), quote(wrong, safe="")
     cases = [
-        (f"amqp://{nasty_user}:{bad}@127.0.0.1:5672/", f"http://{nasty_user}:{right}@127.0.0.1:15672", "AMQP"),
-        (f"amqp://{nasty_user}:{right}@127.0.0.1:5672/", f"http://{nasty_user}:{bad}@127.0.0.1:15672", "management"),
-        (f"amqp://{nasty_user}:{wrong}@127.0.0.1:5672/", f"http://{nasty_user}:{wrong}@127.0.0.1:15672", "parsed"),
+        (f"amqp://{nasty_user}:{bad}@{AMQP_AT}/", f"http://{nasty_user}:{right}@{MANAGEMENT_AT}", "AMQP"),
+        (f"amqp://{nasty_user}:{right}@{AMQP_AT}/", f"http://{nasty_user}:{bad}@{MANAGEMENT_AT}", "management"),
+        (f"amqp://{nasty_user}:{wrong}@{AMQP_AT}/", f"http://{nasty_user}:{wrong}@{MANAGEMENT_AT}", "parsed"),
     ]
     for amqp, management, said in cases:
         for command in (["plan"], ["plan", "--json"], ["apply"], ["drift"]):
