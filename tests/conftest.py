@@ -6,16 +6,21 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
-from rabbit import AMQP_PORT, AMQP_URL, MANAGEMENT_URL, api, wait_for
+from rabbit import AMQP_PORT, AMQP_URL, AUTH, MANAGEMENT_URL, api, wait_for
 
 # The CLI, Celery workers and every subprocess reach the broker under test through the same
 # variables a user sets, so no test names a port of its own.
 os.environ["PROVISION_AMQP_URL"] = AMQP_URL
-os.environ["PROVISION_MANAGEMENT_URL"] = MANAGEMENT_URL
+# With its own credentials, as the default URL has them: a test that gives a wrong AMQP password
+# must not make the management API fall back to it.
+_management = urlsplit(MANAGEMENT_URL)
+os.environ["PROVISION_MANAGEMENT_URL"] = _management._replace(
+    netloc=f"{AUTH[0]}:{AUTH[1]}@{_management.netloc.rsplit('@', 1)[-1]}"
+).geturl()
 
 
 def _management_answers() -> bool:

@@ -115,6 +115,8 @@ class Management:
             )
         needed = REQUIRED_TAGS.get(reason)
         tags = self._tags()
+        if tags is None:  # whoami refused too: the credentials themselves (4.x says only "Not_Authorized")
+            return f"the management API at {self._where()} refused the credentials of user {user!r} {said}"
         has = f"user {user!r} (tags: {', '.join(tags) if tags else 'none'})"
         if needed:
             return f"{has} may not {method} /api/{path} at {self._where()}: it needs the {needed} tag {said}"
@@ -123,11 +125,13 @@ class Management:
             f"and the 'policymaker' or 'administrator' tag for policies"
         )
 
-    def _tags(self) -> list[str]:
-        """The user's tags from GET /api/whoami; empty when that is refused too."""
+    def _tags(self) -> list[str] | None:
+        """The user's tags from GET /api/whoami; None when whoami refuses the credentials too."""
         try:
             response = self.session.get(f"{self.base}/api/whoami", timeout=self.timeout, verify=self.verify)
             self.requests_made += 1
+            if response.status_code == 401:
+                return None
             return tag_list(response.json()) if response.ok else []
         except (requests.RequestException, ValueError):
             return []
