@@ -415,6 +415,63 @@ def render(files: tuple[str, ...], output: str, check: bool) -> None:
     say(f"wrote {output}")
 
 
+@main.command("export")
+@click.option("--vhost", "vhosts", multiple=True, help="A vhost to export (repeatable); default: every vhost.")
+@click.option(
+    "--definitions",
+    "definitions_file",
+    type=click.Path(dir_okay=False),
+    help="Read a definitions JSON file (rabbitmqctl export_definitions, GET /api/definitions) instead of the broker.",
+)
+@click.option("--celery-app", help="MODULE:APP whose task_queues and task_routes become tasks: and celery:.")
+@click.option("-o", "--output", default="-", help="The topology file to write; - (default) for standard output.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@broker_options
+@reports_errors
+def export(
+    vhosts: tuple[str, ...],
+    definitions_file: str | None,
+    celery_app: str | None,
+    output: str,
+    force: bool,
+    broker: Broker,
+) -> None:
+    """Write the topology of a live broker, a definitions file or a Celery app (reads only, never writes)."""
+    from provisioner.export import export_topology
+    from provisioner.export.celery_app import load_app
+    from provisioner.export.source import from_broker, from_file
+
+    if output != "-" and Path(output).exists() and not force:
+        raise ProvisionerError(f"{output} exists; pass --force to overwrite it")
+    app = load_app(celery_app) if celery_app else None
+    _, management = broker
+    definitions = from_file(definitions_file, vhosts) if definitions_file else from_broker(management, vhosts)
+    result = export_topology(definitions, app)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    name = "<stdout>" if output == "-" else output
+    for problem in result.problems:
+        click.echo(f"problem: {name}:{problem}", err=True)
+    if output == "-":
+        click.echo(result.text, nl=False)
+    else:
+        try:
+            Path(output).write_text(result.text, encoding="utf-8")
+        except OSError as error:
+            raise ProvisionerError(f"cannot write {output}: {error.strerror or error}") from None
+    reads = (
+        ""
+        if definitions_file
+        else (f" ({management.requests_made} management request(s), {management.writes_made} write(s))")
+    )
+    click.echo(
+        f"exported {result.vhosts} vhost(s) from {definitions.source} to {name}{reads}; "
+        f"{result.skipped} object(s) of Celery's, the broker's or provisioner's own left out, "
+        f"{len(result.problems)} problem(s)",
+        err=True,
+    )
+
+
 class _Progress:
     """A progress bar on stderr for applies of many changes, only on a terminal (never in CI logs)."""
 

@@ -169,6 +169,15 @@ class Management:
             raise
         return list(result or [])
 
+    def all_definitions(self) -> dict[str, Any]:
+        """Every vhost's objects plus users, permissions and parameters (an administrator's read)."""
+        result: dict[str, Any] = self._request("GET", "definitions")
+        return result
+
+    def vhosts(self) -> list[str]:
+        """The names of the vhosts this user can see."""
+        return sorted(item["name"] for item in self._request("GET", "vhosts") or [])
+
     def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
         """One queue with its counts and consumers (a migration reads its own queues so)."""
         if name in DOT_SEGMENTS:  # the API resolves /queues/v/.. to /queues/v, even as %2E%2E: filter a list

@@ -1,0 +1,150 @@
+"""`provision export`: a broker's definitions (live or a file) -> a reviewed topology document.
+
+source (read only) -> document (pure inverse of expand) -> celery_app (tasks) ->
+emit (YAML with comments), then the written text is loaded as `validate` loads
+it, so what validate would refuse is marked at its object.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import TopologyInvalid
+from provisioner.export.celery_app import app_vhost, celery_sections
+from provisioner.export.document import Note, VhostExport, export_vhost
+from provisioner.export.emit import emit
+from provisioner.export.source import Definitions
+from provisioner.export.unsupported import inexpressible
+from provisioner.topology.schema import topology_schema
+
+VHOST_SECTIONS = ("exchanges", "queues", "policies")
+
+
+@dataclass(frozen=True)
+class Export:
+    """The document's text and what the CLI says about it on stderr."""
+
+    text: str
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # each "line N: message" in the written text
+    vhosts: int = 0
+    skipped: int = 0  # objects of Celery's, the broker's or the tool's own
+
+
+def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
+    """The topology of every vhost in ``definitions``; with ``app``, its tasks and default queue too."""
+    exported = {name: export_vhost(name, objects) for name, objects in definitions.vhosts.items()}
+    single = len(exported) == 1
+    document: dict[str, Any] = {"version": 1}
+    if single:
+        (name, only), *_ = exported.items()
+        document["vhost"] = name
+        document.update(only.body)
+    else:
+        document["vhosts"] = {name: vhost.body for name, vhost in exported.items()}
+    notes: list[tuple[tuple[Any, ...], Note]] = []
+    for name, vhost in exported.items():
+        notes.extend(
+            ((() if single else ("vhosts", name)) + note.path if note.path else (), note) for note in vhost.notes
+        )
+    if app is not None:
+        notes.extend(_celery(app, exported, document, single))
+    warnings = [f"not expressible in a topology yet, left out: {line}" for line in inexpressible(definitions)]
+    if definitions.unread:
+        warnings.append(f"users and permissions were not read: {definitions.unread}")
+    header = _header(definitions, warnings, [n for path, n in notes if not _has(document, path)])
+    comments: dict[tuple[Any, ...], list[str]] = {}
+    for path, note in notes:
+        if _has(document, path):
+            comments.setdefault(path, []).append(("PROBLEM: " if note.problem else "NOTE: ") + note.message)
+    draft, key_lines = emit(document, header, comments)
+    for path, message in _refused(draft, key_lines):
+        if path:
+            comments.setdefault(path, []).append(f"PROBLEM: {message}")
+        else:
+            header.append(f"PROBLEM: {message}")
+        notes.append((path, Note(path, message, True)))
+    text, key_lines = emit(document, header, comments)
+    problems = [f"line {key_lines.get(path, 1)}: {note.message}" for path, note in notes if note.problem]
+    warnings += [note.message for path, note in notes if not note.problem]
+    skipped = sum(v.skipped for v in exported.values())
+    return Export(text, warnings, problems, len(exported), skipped)
+
+
+def _celery(
+    app: Any, exported: dict[str, VhostExport], document: dict[str, Any], single: bool
+) -> list[tuple[tuple[Any, ...], Note]]:
+    """Add ``tasks`` and ``celery`` for the vhost the app's broker URL names (or the only one)."""
+    vhost = app_vhost(app)
+    if vhost not in exported:
+        vhost = next(iter(exported)) if single else vhost
+    if vhost not in exported:
+        return [((), Note((), f"the app's vhost {vhost!r} is not exported; its tasks are left out", True))]
+    tasks, celery, notes = celery_sections(app, exported[vhost])
+    if tasks:
+        document["tasks"] = tasks
+    default_vhost = "/" if "/" in exported else sorted(exported)[0]
+    document["celery"] = celery if vhost == default_vhost else {**celery, "vhost": vhost}
+    placed = []
+    for note in notes:
+        inside = note.path and note.path[0] in VHOST_SECTIONS
+        placed.append((((() if single else ("vhosts", vhost)) + note.path) if inside else note.path, note))
+    return placed
+
+
+def _header(definitions: Definitions, warnings: list[str], loose: list[Note]) -> list[str]:
+    lines = [
+        f"yaml-language-server: $schema={topology_schema()['$id']}",
+        "",
+        f"Exported by `provision export` from {definitions.source}.",
+        "Review it, commit it, and check it with `provision plan` (README: Adopting an existing broker).",
+    ]
+    unexpressed = inexpressible(definitions)
+    if unexpressed or definitions.unread:
+        lines += ["", "Not expressible in a topology yet (left as they are on the broker, not managed):"]
+        lines += [f"  - {line}" for line in unexpressed]
+        if definitions.unread:
+            lines.append(f"  - users and permissions were not read: {definitions.unread}")
+    if loose:
+        lines.append("")
+        lines += [("PROBLEM: " if note.problem else "NOTE: ") + note.message for note in loose]
+    return lines
+
+
+def _has(document: dict[str, Any], path: tuple[Any, ...]) -> bool:
+    node: Any = document
+    for step in path:
+        if not isinstance(node, dict) or step not in node:
+            return False
+        node = node[step]
+    return bool(path)
+
+
+def _refused(text: str, key_lines: dict[tuple[Any, ...], int]) -> list[tuple[tuple[Any, ...], str]]:
+    """What `validate` would refuse in ``text``, each at the object whose lines hold the problem."""
+    from provisioner.topology import load
+
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "export.yaml"
+        file.write_text(text, encoding="utf-8")
+        try:
+            load([file], environ={})
+        except TopologyInvalid as error:
+            return [(_object_at(problem.line, key_lines), problem.message) for problem in error.problems]
+    return []
+
+
+def _object_at(line: int, key_lines: dict[tuple[Any, ...], int]) -> tuple[Any, ...]:
+    """The object (an exchange, queue, policy or task entry) whose text holds ``line``."""
+    objects = {
+        path: at
+        for path, at in key_lines.items()
+        if (len(path) == 2 and path[0] in ("tasks", *VHOST_SECTIONS))
+        or (len(path) == 4 and path[0] == "vhosts" and path[2] in VHOST_SECTIONS)
+        or path == ("celery",)
+    }
+    before = [(at, path) for path, at in objects.items() if at <= line]
+    return max(before)[1] if before else ()

@@ -1,0 +1,94 @@
+"""Pure: a topology document (nested dicts in their written order) -> YAML text with comments.
+
+PyYAML cannot write comments, and an export needs them (what could not be
+expressed, problems at their object), so the block structure is written here
+and only scalars go through PyYAML, which knows how to quote them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+Path = tuple[Any, ...]
+
+
+class Emitter:
+    """Writes one document; remembers the line of every key so problems can be placed at their object."""
+
+    def __init__(self, comments: dict[Path, list[str]] | None = None) -> None:
+        self.comments = comments or {}
+        self.lines: list[str] = []
+        self.key_lines: dict[Path, int] = {}
+
+    def document(self, data: dict[str, Any], header: list[str]) -> str:
+        self.lines.extend(f"# {line}".rstrip() for line in header)
+        self._mapping(data, (), 0)
+        return "\n".join(self.lines) + "\n"
+
+    def _comment(self, path: Path, indent: int) -> None:
+        for text in self.comments.get(path, ()):
+            self.lines.append(f"{' ' * indent}# {text}")
+
+    def _mapping(self, data: dict[str, Any], path: Path, indent: int, first_prefix: str | None = None) -> None:
+        for index, (key, value) in enumerate(data.items()):
+            here = (*path, key)
+            prefix = first_prefix if first_prefix is not None and index == 0 else " " * indent
+            if first_prefix is None or index > 0:
+                self._comment(here, indent)
+            self.key_lines[here] = len(self.lines) + 1
+            head = f"{prefix}{scalar(key)}:"
+            self._value(value, here, indent, head)
+
+    def _value(self, value: Any, path: Path, indent: int, head: str) -> None:
+        if isinstance(value, dict) and value:
+            self.lines.append(head)
+            self._mapping(value, path, indent + 2)
+        elif isinstance(value, list) and value:
+            self.lines.append(head)
+            self._sequence(value, path, indent + 2)
+        else:
+            self.lines.append(f"{head} {self._leaf(value)}")
+
+    def _sequence(self, items: list[Any], path: Path, indent: int) -> None:
+        for index, item in enumerate(items):
+            here = (*path, index)
+            if isinstance(item, dict) and item:
+                self._mapping(item, here, indent + 2, first_prefix=f"{' ' * indent}- ")
+            elif isinstance(item, list) and item:
+                self.lines.append(f"{' ' * indent}-")
+                self._sequence(item, here, indent + 2)
+            else:
+                self.lines.append(f"{' ' * indent}- {self._leaf(item)}")
+
+    @staticmethod
+    def _leaf(value: Any) -> str:
+        if isinstance(value, dict):
+            return "{}"
+        if isinstance(value, list):
+            return "[]"
+        if isinstance(value, str):
+            return scalar(value.replace("$", "$$"))  # string values are interpolated on load; $$ is a literal $
+        return scalar(value)
+
+
+def scalar(value: Any) -> str:
+    """One scalar as YAML reads it back: plain where that is safe, quoted where it is not."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=2**31, allow_unicode=True)
+    if text.endswith("\n...\n"):
+        text = text[: -len("\n...\n")]
+    text = text.rstrip("\n")
+    if "\n" in text:
+        return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+    return text
+
+
+def emit(
+    data: dict[str, Any], header: list[str], comments: dict[Path, list[str]] | None = None
+) -> tuple[str, dict[Path, int]]:
+    """The YAML text and the line (1-based) of every key."""
+    emitter = Emitter(comments)
+    text = emitter.document(data, header)
+    return text, emitter.key_lines

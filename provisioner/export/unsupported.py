@@ -1,0 +1,66 @@
+"""Pure: what a topology cannot express yet (users, permissions, parameters, limits), one line each.
+
+These are listed at the top of the exported file and on stderr, never silently
+dropped. Secrets (password hashes, URIs with credentials) are never part of a line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioner.export.source import Definitions
+
+# Global parameters the broker sets itself.
+OWN_GLOBAL_PARAMETERS = frozenset({"internal_cluster_id"})
+
+
+def inexpressible(definitions: Definitions) -> list[str]:
+    """Every object of the exported vhosts (and the users who can reach them) a topology cannot hold."""
+    names = set(definitions.vhosts)
+    broker = definitions.broker
+    lines: list[str] = []
+    permitted: set[str] = set()
+    for kind in ("permissions", "topic_permissions"):
+        for item in broker.get(kind) or []:
+            if item.get("vhost") in names:
+                permitted.add(str(item.get("user")))
+                what = kind.replace("_", " ")
+                rights = ", ".join(f"{k} {item[k]!r}" for k in ("configure", "write", "read", "exchange") if k in item)
+                lines.append(f"{what} of user {item.get('user')!r} in vhost {item['vhost']!r} ({rights})")
+    for user in broker.get("users") or []:
+        if user.get("name") in permitted:
+            tags = user.get("tags") or []
+            tags = tags.split(",") if isinstance(tags, str) else tags
+            lines.append(f"user {user['name']!r}" + (f" (tags: {', '.join(t for t in tags if t)})" if tags else ""))
+    for vhost in broker.get("vhosts") or []:
+        if vhost.get("name") in names:
+            lines.extend(_vhost_settings(vhost))
+    for name, objects in definitions.vhosts.items():
+        for item in objects.get("parameters") or []:
+            lines.append(f"{item.get('component')} {item.get('name')!r} in vhost {name!r}{_limits(item)}")
+        for item in objects.get("operator_policies") or []:
+            lines.append(f"operator policy {item.get('name')!r} in vhost {name!r}")
+    if not definitions.vhosts or len(names) == len(broker.get("vhosts") or ()):
+        for item in broker.get("global_parameters") or []:
+            if item.get("name") not in OWN_GLOBAL_PARAMETERS:
+                lines.append(f"global parameter {item.get('name')!r}")
+    return sorted(lines)
+
+
+def _vhost_settings(vhost: dict[str, Any]) -> list[str]:
+    """Limits, default queue type, description and tags of a vhost."""
+    found = []
+    metadata = dict(vhost.get("metadata") or {})
+    for key in ("description", "tags", "default_queue_type"):
+        if metadata.get(key):
+            found.append(f"{key.replace('_', ' ')} of vhost {vhost['name']!r}: {metadata[key]}")
+    if vhost.get("limits"):
+        found.append(f"limits of vhost {vhost['name']!r}: {vhost['limits']}")
+    return found
+
+
+def _limits(item: dict[str, Any]) -> str:
+    """Vhost limits are harmless to show; other parameters (federation, shovels) may hold URIs with passwords."""
+    if item.get("component") == "vhost-limits" and isinstance(item.get("value"), dict):
+        return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(item["value"].items())) + ")"
+    return ""
