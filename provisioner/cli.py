@@ -450,8 +450,8 @@ def export(
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     name = "<stdout>" if output == "-" else output
-    for problem in result.problems:
-        click.echo(f"problem: {name}:{problem}", err=True)
+    for line, message in result.problems:
+        click.echo(f"problem: {name}:{line}: {one_line(message)}", err=True)
     if output == "-":
         click.echo(result.text, nl=False)
     else:

@@ -29,7 +29,7 @@ class Export:
 
     text: str
     warnings: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # each "line N: message" in the written text
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line in the written text, message)
     vhosts: int = 0
     skipped: int = 0  # objects of Celery's, the broker's or the tool's own
 
@@ -61,14 +61,17 @@ def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
         if _has(document, path):
             comments.setdefault(path, []).append(("PROBLEM: " if note.problem else "NOTE: ") + note.message)
     draft, key_lines = emit(document, header, comments)
+    marked = {path for path, note in notes if note.problem}
     for path, message in _refused(draft, key_lines):
+        if path in marked:
+            continue  # the export said it already, in its own words
         if path:
             comments.setdefault(path, []).append(f"PROBLEM: {message}")
         else:
             header.append(f"PROBLEM: {message}")
         notes.append((path, Note(path, message, True)))
     text, key_lines = emit(document, header, comments)
-    problems = [f"line {key_lines.get(path, 1)}: {note.message}" for path, note in notes if note.problem]
+    problems = [(key_lines.get(path, 1), note.message) for path, note in notes if note.problem]
     warnings += [note.message for path, note in notes if not note.problem]
     skipped = sum(v.skipped for v in exported.values())
     return Export(text, warnings, problems, len(exported), skipped)

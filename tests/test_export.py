@@ -1,0 +1,518 @@
+"""`provision export`: idiomatic output, what it leaves out, and the round trip against the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pika
+import pytest
+import yaml
+from celery_worker import counts
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from kombu import Connection
+from kombu import Exchange as KombuExchange
+from kombu import Queue as KombuQueue
+from rabbit import api, wait_for
+
+from provisioner.broker.endpoints import Endpoints
+from provisioner.broker.management import Management
+from provisioner.cli import main
+from provisioner.errors import TopologyInvalid
+from provisioner.export import export_topology
+from provisioner.export.emit import scalar
+from provisioner.export.source import from_broker
+from provisioner.topology import load
+
+FIXTURES = Path(__file__).parent / "fixtures" / "export"
+DEFINITIONS = FIXTURES / "definitions.json"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    environment = {"PROVISION_MANAGEMENT_URL": "http://guest:guest@127.0.0.1:15672", **(env or {})}
+    return CliRunner().invoke(main, list(args), env=environment, catch_exceptions=False)
+
+
+def export_to(path: Path, *args: str) -> Result:
+    result = run("export", *args, "-o", str(path))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def problem_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("problem:")]
+
+
+def clean_plan(path: Path, unmanaged: tuple[str, ...] = ()) -> None:
+    """validate exits 0, plan --detailed-exitcode exits 0, and nothing is left unmanaged but ``unmanaged``."""
+    validated = run("validate", str(path))
+    assert validated.exit_code == 0, validated.output + path.read_text()
+    planned = run("plan", "--detailed-exitcode", str(path))
+    assert planned.exit_code == 0, planned.output + path.read_text()
+    listed = json.loads(run("plan", "--json", str(path)).stdout)
+    assert sorted(u["name"] for u in listed["unmanaged"]) == sorted(unmanaged), planned.output
+
+
+def make_vhost(name: str) -> None:
+    api("PUT", f"vhosts/{quote(name, safe='')}").raise_for_status()
+    api("PUT", f"permissions/{quote(name, safe='')}/guest", json={"configure": ".*", "write": ".*", "read": ".*"})
+
+
+def definitions_of(vhost: str) -> dict[str, list[str]]:
+    """GET /api/definitions/{vhost}, each object without its vhost, as sorted JSON texts."""
+    found = api("GET", f"definitions/{quote(vhost, safe='')}").json()
+    return {
+        kind: sorted(
+            json.dumps({k: v for k, v in item.items() if k != "vhost"}, sort_keys=True) for item in found[kind]
+        )
+        for kind in ("exchanges", "queues", "bindings", "policies")
+    }
+
+
+def with_vhost(text: str, vhost: str) -> str:
+    return re.sub(r"(?m)^vhost: .*$", f"vhost: {scalar(vhost)}", text, count=1)
+
+
+# A definitions file in RabbitMQ's own format: the idiomatic forms, and what is left out.
+
+
+def test_a_definitions_file_becomes_an_idiomatic_topology(tmp_path: Path) -> None:
+    result = export_to(tmp_path / "legacy.yaml", "--definitions", str(DEFINITIONS), "--vhost", "legacy")
+    text = (tmp_path / "legacy.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=")
+    document = yaml.safe_load(text)
+    assert document["vhost"] == "legacy"
+    assert list(document) == ["version", "vhost", "exchanges", "queues", "policies"]
+    assert document["exchanges"] == {
+        "celery": {"type": "direct"},
+        "events": {"type": "fanout"},
+        "orders": {"type": "topic"},
+    }
+    queues = document["queues"]
+    assert queues["orders"] == {
+        "type": "quorum",
+        "delivery_limit": 5,
+        "bindings": [
+            {"exchange": "orders", "routing_key": "order.created"},
+            {"exchange": "orders", "routing_key": "order.paid"},
+        ],
+        "dead_letter": True,
+    }
+    assert queues["mail"] == {"dead_letter": {"via": "policy"}, "policy": {"max-length": 100}}
+    assert queues["celery"] == {"bindings": [{"exchange": "celery", "routing_key": "celery"}]}  # no injected type
+    assert queues["reports"] == {"max_length": 1000, "message_ttl": 60000, "queue_mode": "lazy"}
+    assert queues["audit"]["arguments"] == {"x-note": "kept as $$written"}  # $$: read back as a literal $
+    assert document["policies"] == {
+        "reports-ttl": {"pattern": "^reports", "priority": 1, "definition": {"expires": 3600000}}
+    }
+    assert set(queues) == {"audit", "celery", "mail", "orders", "reports"}  # no DLQs, Celery's own, migrations
+    body = text.split("version: 1", 1)[1]
+    for absent in ("celery_delayed", "pidbox", "celeryev", "#.order", "provisioner-migrate", "x-queue-type"):
+        assert absent not in body
+    assert "elsewhere" not in text  # another vhost's queue, user and permissions
+    header = text.split("version: 1")[0]
+    for listed in ("federation-upstream 'origin'", "user 'admin'", "permissions of user 'admin'", "vhost-limits"):
+        assert listed in header
+        assert listed in result.stderr
+    assert "SECRET" not in text + result.output
+    assert load([tmp_path / "legacy.yaml"]).queue("legacy", "orders.dead") is not None  # dead_letter makes it
+
+
+def test_exported_definitions_file_plans_clean_against_the_broker_it_was_imported_into(tmp_path: Path) -> None:
+    """RabbitMQ imports its file into a fresh vhost; our export of the same file then plans as no changes."""
+    data = json.loads(DEFINITIONS.read_text())
+    vhost = f"test-export-{uuid.uuid4().hex[:10]}"
+    make_vhost(vhost)
+    try:
+        body = {
+            kind: [{k: v for k, v in item.items() if k != "vhost"} for item in data[kind] if item["vhost"] == "legacy"]
+            for kind in ("exchanges", "queues", "bindings", "policies")
+        }
+        api("POST", f"definitions/{quote(vhost, safe='')}", json=body).raise_for_status()
+        export_to(tmp_path / "file.yaml", "--definitions", str(DEFINITIONS), "--vhost", "legacy")
+        exported = tmp_path / "exported.yaml"
+        exported.write_text(with_vhost((tmp_path / "file.yaml").read_text(), vhost))
+        clean_plan(exported, unmanaged=("reports.provisioner-migrate",))  # noted in the file, never adopted
+        live = tmp_path / "live.yaml"
+        export_to(live, "--vhost", vhost)
+        body_of = lambda path: path.read_text().split("version: 1", 1)[1]  # noqa: E731 - the header names the source
+        assert body_of(live) == body_of(exported)
+    finally:
+        api("DELETE", f"vhosts/{quote(vhost, safe='')}")
+
+
+def test_states_validate_refuses_are_exported_with_a_problem_at_the_object(tmp_path: Path) -> None:
+    """A dead-letter cycle and a dead-letter exchange that exists nowhere: written, marked, one stderr line each."""
+    objects = {
+        "exchanges": [{"name": "loop", "type": "direct", "durable": True, "auto_delete": False, "internal": False}],
+        "queues": [
+            {
+                "name": "a",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-dead-letter-exchange": "loop", "x-dead-letter-routing-key": "b"},
+            },
+            {
+                "name": "b",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-dead-letter-exchange": "loop", "x-dead-letter-routing-key": "a"},
+            },
+            {"name": "lost", "durable": True, "auto_delete": False, "arguments": {"x-dead-letter-exchange": "nowhere"}},
+        ],
+        "bindings": [
+            {"source": "loop", "destination": "a", "destination_type": "queue", "routing_key": "a", "arguments": {}},
+            {"source": "loop", "destination": "b", "destination_type": "queue", "routing_key": "b", "arguments": {}},
+        ],
+        "policies": [],
+    }
+    source = tmp_path / "broken.json"
+    source.write_text(json.dumps(objects))
+    out = tmp_path / "broken.yaml"
+    result = export_to(out, "--definitions", str(source), "--vhost", "broken")
+    problems = problem_lines(result)
+    assert len(problems) == 2, result.stderr
+    assert any("dead-letter cycle" in line for line in problems)
+    assert any("'nowhere'" in line and "exists nowhere" in line for line in problems)
+    text = out.read_text()
+    assert re.search(r"# PROBLEM: dead-letter cycle: .*\n  a:", text), text
+    assert re.search(r"# PROBLEM: dead-letter exchange 'nowhere'.*\n  lost:", text), text
+    with pytest.raises(TopologyInvalid):
+        load([out])
+
+
+# The live broker: read only, idiomatic, round trip.
+
+TOPOLOGY = """
+version: 1
+vhost: ${TEST_VHOST}
+exchanges:
+  orders: {type: topic}
+  audit: {type: fanout, internal: true, bindings: [{exchange: orders, routing_key: "#"}]}
+  notify: {type: headers}
+queues:
+  orders:
+    type: quorum
+    delivery_limit: 5
+    bindings:
+      - {exchange: orders, routing_key: order.created}
+    dead_letter: true
+  emails:
+    max_length: 1000
+    bindings:
+      - {exchange: notify, arguments: {x-match: all, channel: email}}
+    dead_letter: {via: policy, suffix: dlq}
+  audit:
+    bindings: [{exchange: audit}]
+"""
+
+
+def test_export_is_read_only_one_request_whatever_the_size(tmp_path: Path, vhost_name: str) -> None:
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(textwrap.dedent(TOPOLOGY))
+    assert run("apply", str(topology), env={"TEST_VHOST": vhost_name}).exit_code == 0
+    before = definitions_of(vhost_name)
+    management = Management(Endpoints("amqp://guest:guest@127.0.0.1:5672/", "http://guest:guest@127.0.0.1:15672"))
+    exported = export_topology(from_broker(management, [vhost_name]))
+    assert (management.requests_made, management.writes_made) == (1, 0)
+    assert definitions_of(vhost_name) == before
+    result = export_to(tmp_path / "out.yaml", "--vhost", vhost_name)
+    assert "(1 management request(s), 0 write(s))" in result.stderr
+    assert (tmp_path / "out.yaml").read_text() == exported.text
+    document = yaml.safe_load(exported.text)
+    assert document["queues"]["emails"]["dead_letter"] == {"suffix": "dlq", "via": "policy"}
+    assert document["queues"]["orders"]["dead_letter"] is True
+    assert document["exchanges"]["audit"]["bindings"] == [{"exchange": "orders", "routing_key": "#"}]
+    clean_plan(tmp_path / "out.yaml")
+
+
+def test_the_seed_codes_broker_exports_as_the_seed_topology(tmp_path: Path, vhost_name: str) -> None:
+    """celery_dlq.py's setup_default_dlq and consume_from(queue='example', setup_dlq=True), declared by kombu."""
+    make_vhost(vhost_name)
+    with Connection(f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost_name, safe='')}") as connection:
+        channel = connection.channel()
+        for name, exchange, key in (("celery", "celery", "celery"), ("example", "example", "com.example")):
+            kind = "direct" if name == "celery" else "topic"
+            dead = f"{name}.dead"
+            KombuQueue(
+                name,
+                KombuExchange(exchange, type=kind),
+                routing_key=key,
+                queue_arguments={"x-dead-letter-exchange": dead, "x-dead-letter-routing-key": f"{key}.dead"},
+            )(channel).declare()
+            KombuQueue(dead, KombuExchange(dead, type="direct"), routing_key=f"{key}.dead")(channel).declare()
+    out = tmp_path / "seed.yaml"
+    result = export_to(out, "--vhost", vhost_name)
+    assert problem_lines(result) == []
+    document = yaml.safe_load(out.read_text())
+    seed = yaml.safe_load((Path(__file__).parent.parent / "topologies" / "seed.yaml").read_text())
+    assert document["exchanges"] == seed["exchanges"]
+    assert document["queues"] == seed["queues"]  # dead_letter: true, the .dead pairs left to it
+    clean_plan(out)
+
+
+PLAIN_APP = """
+from celery import Celery
+from kombu import Exchange, Queue
+
+app = Celery("plain")
+app.conf.task_queues = [
+    Queue("celery", Exchange("celery", type="direct"), routing_key="celery"),
+    Queue(
+        "reports",
+        Exchange("reports", type="topic"),
+        routing_key="reports.#",
+        queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 5},
+    ),
+    Queue(
+        "thumbnails",
+        Exchange("media", type="topic"),
+        routing_key="thumbs.*",
+        queue_arguments={"x-max-length": MAX_LENGTH, "x-message-ttl": 60000, "x-max-priority": 5},
+    ),
+]
+app.conf.task_routes = {"reports.*": {"queue": "reports"}, "media.make_thumbnail": "thumbnails"ROUTE}
+
+
+@app.task(name="media.make_thumbnail")
+def make_thumbnail(path):
+    return path
+"""
+
+
+def write_app(folder: Path, max_length: int = 1000, route: str = "") -> str:
+    module = f"plain_app_{uuid.uuid4().hex[:8]}"
+    (folder / f"{module}.py").write_text(PLAIN_APP.replace("MAX_LENGTH", str(max_length)).replace("ROUTE", route))
+    return module
+
+
+def test_a_vhost_a_plain_celery_worker_set_up_exports_with_its_tasks_and_plans_clean(
+    tmp_path: Path, vhost_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Default config, quorum and classic queues with x-arguments; a worker started once makes everything."""
+    make_vhost(vhost_name)
+    module = write_app(tmp_path)
+    env = {**os.environ, "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost_name, safe='')}"}
+    command = [sys.executable, "-m", "celery", "-A", module, "worker", "-P", "solo", "--without-gossip"]
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as output:
+        worker = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: all(consumed(vhost_name, q) for q in ("celery", "reports", "thumbnails")), timeout=90)
+        wait_for(lambda: any(b["routing_key"] == "#.reports.#" for b in bindings(vhost_name)), timeout=30)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert any(b["source"] == "celery_delayed_delivery" for b in bindings(vhost_name)), log.read_text()[-2000:]
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "topology.yaml"
+    result = export_to(out, "--vhost", vhost_name, "--celery-app", f"{module}:app")
+    assert problem_lines(result) == [], result.stderr
+    text = out.read_text()
+    document = yaml.safe_load(text)
+    assert document["tasks"] == {"reports.*": {"queue": "reports"}, "media.make_thumbnail": {"queue": "thumbnails"}}
+    assert document["celery"] == {"default_queue": "celery"}
+    assert document["queues"]["reports"] == {
+        "type": "quorum",
+        "delivery_limit": 5,
+        "bindings": [{"exchange": "reports", "routing_key": "reports.#"}],
+    }
+    assert document["queues"]["thumbnails"] == {
+        "max_length": 1000,
+        "message_ttl": 60000,
+        "max_priority": 5,
+        "bindings": [{"exchange": "media", "routing_key": "thumbs.*"}],
+    }
+    for absent in ("celery_delayed", "pidbox", "celeryev", "#.reports"):
+        assert absent not in text
+    clean_plan(out)
+    rendered = run("render", str(out), "-o", "-")
+    assert rendered.exit_code == 0, rendered.output
+    assert "'x-delivery-limit': 5" in rendered.output and "'reports.*'" in rendered.output
+
+
+def consumed(vhost: str, queue: str) -> bool:
+    """Whether the queue exists and has its consumer (counted over AMQP)."""
+    try:
+        return counts(vhost, queue)[1] == 1
+    except pika.exceptions.ChannelClosedByBroker:
+        return False  # not declared yet
+
+
+def bindings(vhost: str) -> list[dict[str, Any]]:
+    return list(api("GET", f"bindings/{quote(vhost, safe='')}").json())
+
+
+def test_where_the_app_and_the_broker_disagree_is_one_problem_line_each(
+    tmp_path: Path, vhost_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_vhost(vhost_name)
+    module = write_app(tmp_path, max_length=2000, route=', "media.archive": "archive"')
+    with Connection(f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost_name, safe='')}") as connection:
+        channel = connection.channel()
+        for queue in write_app_queues(module, tmp_path, monkeypatch):
+            queue(channel).declare()
+    monkeypatch.chdir(tmp_path)
+    result = export_to(tmp_path / "out.yaml", "--vhost", vhost_name, "--celery-app", f"{module}:app")
+    problems = problem_lines(result)
+    assert len(problems) == 2, result.stderr
+    assert any("queue 'thumbnails'" in line and "PRECONDITION_FAILED" in line for line in problems)
+    assert any("'media.archive'" in line and "'archive'" in line for line in problems)
+
+
+def write_app_queues(module: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[KombuQueue]:
+    """The app's queues as the broker holds them: thumbnails with x-max-length 1000, not the app's 2000."""
+    monkeypatch.syspath_prepend(str(folder))
+    app = __import__(module).app
+    queues = list(app.conf.task_queues)
+    thumbnails = queues[2]
+    queues[2] = KombuQueue(
+        thumbnails.name,
+        thumbnails.exchange,
+        routing_key=thumbnails.routing_key,
+        queue_arguments={**thumbnails.queue_arguments, "x-max-length": 1000},
+    )
+    return queues
+
+
+# Errors: one line, exit 1.
+
+
+def test_export_refuses_to_overwrite_and_bad_input_in_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "out.yaml"
+    out.write_text("mine\n")
+    refused = run("export", "--definitions", str(DEFINITIONS), "--vhost", "legacy", "-o", str(out))
+    assert refused.exit_code == 1 and "exists; pass --force" in refused.stderr
+    assert out.read_text() == "mine\n"
+    forced = run("export", "--definitions", str(DEFINITIONS), "--vhost", "legacy", "-o", str(out), "--force")
+    assert forced.exit_code == 0 and out.read_text().startswith("# yaml-language-server")
+    (tmp_path / "bad.json").write_text("{not json")
+    for args, words in (
+        (["--definitions", str(tmp_path / "bad.json")], "is not JSON"),
+        (["--definitions", str(tmp_path / "missing.json")], "cannot read"),
+        (["--definitions", str(DEFINITIONS), "--vhost", "absent"], "vhost 'absent' is not in"),
+        (["--vhost", f"absent-{uuid.uuid4().hex[:8]}"], "is not in the broker"),
+        (["--celery-app", "no_such_module_here:app"], "cannot import 'no_such_module_here'"),
+    ):
+        result = run("export", *args)
+        assert result.exit_code == 1, result.output
+        assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
+        assert "Traceback" not in result.output and "internal error" not in result.output
+    wrong = run("export", env={"PROVISION_MANAGEMENT_URL": "http://guest:hunter2-secret@127.0.0.1:15672"})
+    assert wrong.exit_code == 1 and len(wrong.stderr.splitlines()) == 1
+    assert "hunter2" not in wrong.output
+
+
+# The round trip as a property: random topologies applied, exported, planned clean, re-applied identically.
+
+QUEUE_NAMES = ("q0", "q1", "jobs.a", "jobs.b")
+EXCHANGE_NAMES = ("x0", "x1", "events")
+KEYS = ("", "a", "a.b", "#", "jobs.*")
+
+
+@st.composite
+def topologies(draw: st.DrawFn) -> dict[str, Any]:
+    exchanges: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(EXCHANGE_NAMES), unique=True, max_size=3)):
+        spec: dict[str, Any] = {"type": draw(st.sampled_from(["direct", "topic", "fanout", "headers"]))}
+        if draw(st.integers(0, 4)) == 0:
+            spec["internal"] = True
+        if exchanges and draw(st.booleans()):
+            spec["bindings"] = [
+                {"exchange": draw(st.sampled_from(sorted(exchanges))), "routing_key": draw(st.sampled_from(KEYS))}
+            ]
+        exchanges[name] = spec
+    sources = [*exchanges, "amq.topic", "amq.direct"]
+    queues: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(QUEUE_NAMES), unique=True, min_size=1, max_size=4)):
+        kind = draw(st.sampled_from(["classic", "classic", "quorum", "stream"]))
+        spec = {} if kind == "classic" else {"type": kind}
+        for _ in range(draw(st.integers(0, 2))):
+            binding: dict[str, Any] = {"exchange": draw(st.sampled_from(sources))}
+            if draw(st.booleans()):
+                binding["routing_key"] = draw(st.sampled_from(KEYS))
+            if exchanges.get(binding["exchange"], {}).get("type") == "headers":
+                binding["arguments"] = {"x-match": draw(st.sampled_from(["all", "any"])), "kind": name}
+            spec.setdefault("bindings", []).append(binding)
+        if kind == "stream":
+            spec.update(draw(st.fixed_dictionaries({}, optional={"max_age": st.sampled_from(["7D", "1h"])})))
+            queues[name] = spec
+            continue
+        optional: dict[str, Any] = {
+            "max_length": st.integers(0, 10_000),
+            "message_ttl": st.integers(0, 86_400_000),
+            "overflow": st.sampled_from(["drop-head", "reject-publish"]),
+            "arguments": st.fixed_dictionaries({"x-note": st.sampled_from(["a$b", "plain", "yes"])}),
+            "policy": st.fixed_dictionaries({"max-length": st.integers(1, 1000)}),
+            "dead_letter": st.one_of(
+                st.just(True),
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "suffix": st.sampled_from(["dlq", "dead"]),
+                        "routing_key": st.sampled_from(["parked", "a.b"]),
+                        "queue_type": st.sampled_from(["classic", "quorum"]),
+                        "via": st.sampled_from(["arguments", "policy"]),
+                    },
+                ),
+            ),
+        }
+        if kind == "classic":
+            optional["max_priority"] = st.integers(1, 10)
+            if draw(st.integers(0, 4)) == 0:
+                spec["durable"] = False
+        else:
+            optional["delivery_limit"] = st.integers(0, 20)
+        spec.update(draw(st.fixed_dictionaries({}, optional=optional)))
+        queues[name] = spec
+    document: dict[str, Any] = {"version": 1, "vhost": "${TEST_VHOST}", "queues": queues}
+    if exchanges:
+        document["exchanges"] = exchanges
+    if draw(st.booleans()):
+        document["policies"] = {
+            "long-lived": {"pattern": "^nothing-", "priority": 2, "definition": {"expires": 3_600_000}}
+        }
+    return document
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(topologies())
+def test_round_trip_of_random_topologies(document: dict[str, Any]) -> None:
+    """apply -> export -> validate 0 -> plan clean -> apply the export elsewhere -> identical definitions."""
+    folder = Path(__import__("tempfile").mkdtemp(prefix="export-"))
+    first, second = (f"test-export-{uuid.uuid4().hex[:10]}" for _ in range(2))
+    original = folder / "original.yaml"
+    original.write_text(yaml.safe_dump(document, sort_keys=False))
+    try:
+        load([original], environ={"TEST_VHOST": first})
+    except TopologyInvalid:
+        assume(False)
+    try:
+        applied = run("apply", str(original), env={"TEST_VHOST": first})
+        assert applied.exit_code == 0, applied.output
+        exported = folder / "exported.yaml"
+        result = export_to(exported, "--vhost", first)
+        assert problem_lines(result) == [], result.stderr
+        clean_plan(exported)
+        wanted = load([original], environ={"TEST_VHOST": first})
+        got = load([exported])
+        for kind in ("exchanges", "queues", "bindings", "policies"):
+            assert sorted(map(repr, getattr(got, kind))) == sorted(map(repr, getattr(wanted, kind))), kind
+        again = folder / "again.yaml"
+        again.write_text(with_vhost(exported.read_text(), second))
+        assert run("apply", str(again)).exit_code == 0
+        assert definitions_of(second) == definitions_of(first)
+    finally:
+        for vhost in (first, second):
+            api("DELETE", f"vhosts/{quote(vhost, safe='')}")
