@@ -169,14 +169,9 @@ class Management:
             raise
         return list(result or [])
 
-    def all_definitions(self) -> dict[str, Any]:
-        """Every vhost's objects plus users, permissions and parameters (an administrator's read)."""
-        result: dict[str, Any] = self._request("GET", "definitions")
-        return result
-
-    def vhosts(self) -> list[str]:
-        """The names of the vhosts this user can see."""
-        return sorted(item["name"] for item in self._request("GET", "vhosts") or [])
+    def listing(self, what: str) -> list[dict[str, Any]]:
+        """A broker-wide list: vhosts (those this user can see), users, permissions, topic-permissions."""
+        return list(self._request("GET", what) or [])
 
     def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
         """One queue with its counts and consumers (a migration reads its own queues so)."""

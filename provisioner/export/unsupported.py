@@ -48,11 +48,11 @@ def inexpressible(definitions: Definitions) -> list[str]:
 
 
 def _vhost_settings(vhost: dict[str, Any]) -> list[str]:
-    """Limits, default queue type, description and tags of a vhost."""
+    """Limits, default queue type and tags of a vhost."""
     found = []
     metadata = dict(vhost.get("metadata") or {})
-    for key in ("description", "tags", "default_queue_type"):
-        if metadata.get(key):
+    for key in ("tags", "default_queue_type"):  # a description changes nothing
+        if metadata.get(key) and metadata[key] != "undefined":
             found.append(f"{key.replace('_', ' ')} of vhost {vhost['name']!r}: {metadata[key]}")
     if vhost.get("limits"):
         found.append(f"limits of vhost {vhost['name']!r}: {vhost['limits']}")
