@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import TopologyInvalid
+from provisioner.errors import ProvisionerError, TopologyInvalid
 from provisioner.export.celery_app import app_vhost, celery_sections
 from provisioner.export.document import Note, VhostExport, export_vhost
 from provisioner.export.emit import emit
@@ -36,32 +36,44 @@ class Export:
 
 def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
     """The topology of every vhost in ``definitions``; with ``app``, its tasks and default queue too."""
+    if not definitions.vhosts:
+        raise ProvisionerError(f"nothing to export: {definitions.source} holds no vhost")
     exported = {name: export_vhost(name, objects) for name, objects in definitions.vhosts.items()}
     single = len(exported) == 1
     document: dict[str, Any] = {"version": 1}
     if single:
         (name, only), *_ = exported.items()
-        document["vhost"] = name
-        document.update(only.body)
+        document.update({"vhost": name, **only.body})
     else:
         document["vhosts"] = {name: vhost.body for name, vhost in exported.items()}
-    notes: list[tuple[tuple[Any, ...], Note]] = []
-    for name, vhost in exported.items():
-        notes.extend(
-            ((() if single else ("vhosts", name)) + note.path if note.path else (), note) for note in vhost.notes
-        )
+    notes = [(_in_document(note.path, name, single), note) for name, vhost in exported.items() for note in vhost.notes]
     if app is not None:
         notes.extend(_celery(app, exported, document, single))
+    header = _header(definitions, [note for path, note in notes if not _has(document, path)])
+    text, problems = _annotated(document, header, notes)
     warnings = [f"not expressible in a topology yet, left out: {line}" for line in inexpressible(definitions)]
     if definitions.unread:
         warnings.append(f"users and permissions were not read: {definitions.unread}")
-    header = _header(definitions, warnings, [n for path, n in notes if not _has(document, path)])
+    warnings += [note.message for _, note in notes if not note.problem]
+    return Export(text, warnings, problems, len(exported), sum(v.skipped for v in exported.values()))
+
+
+def _in_document(path: tuple[Any, ...], vhost: str, single: bool) -> tuple[Any, ...]:
+    """A path inside a vhost's body as a path in the document; () stays () (the header)."""
+    return ((() if single else ("vhosts", vhost)) + path) if path else ()
+
+
+def _annotated(
+    document: dict[str, Any], header: list[str], notes: list[tuple[tuple[Any, ...], Note]]
+) -> tuple[str, list[tuple[int, str]]]:
+    """The text with every note at its object, and what `validate` would refuse marked too; (line, problem)s."""
     comments: dict[tuple[Any, ...], list[str]] = {}
     for path, note in notes:
         if _has(document, path):
             comments.setdefault(path, []).append(("PROBLEM: " if note.problem else "NOTE: ") + note.message)
     draft, key_lines = emit(document, header, comments)
     marked = {path for path, note in notes if note.problem}
+    found = list(notes)
     for path, message in _refused(draft, key_lines):
         if path in marked:
             continue  # the export said it already, in its own words
@@ -69,12 +81,9 @@ def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
             comments.setdefault(path, []).append(f"PROBLEM: {message}")
         else:
             header.append(f"PROBLEM: {message}")
-        notes.append((path, Note(path, message, True)))
+        found.append((path, Note(path, message, True)))
     text, key_lines = emit(document, header, comments)
-    problems = [(key_lines.get(path, 1), note.message) for path, note in notes if note.problem]
-    warnings += [note.message for path, note in notes if not note.problem]
-    skipped = sum(v.skipped for v in exported.values())
-    return Export(text, warnings, problems, len(exported), skipped)
+    return text, [(key_lines.get(path, 1), note.message) for path, note in found if note.problem]
 
 
 def _celery(
@@ -98,7 +107,8 @@ def _celery(
     return placed
 
 
-def _header(definitions: Definitions, warnings: list[str], loose: list[Note]) -> list[str]:
+def _header(definitions: Definitions, loose: list[Note]) -> list[str]:
+    """The schema line, where the file comes from, what it cannot express, and notes that have no object."""
     lines = [
         f"yaml-language-server: $schema={topology_schema()['$id']}",
         "",

@@ -101,7 +101,13 @@ def _without_migrations(topology: Topology, result: VhostExport) -> Topology:
     """Leave out migrations in progress (the tool's own), with a note that says how to finish them."""
     migrating = {q.name for q in topology.queues if is_migration_queue(q.name)}
     for name in sorted(migrating):
-        result.notes.append(Note((), f"queue {name!r} is a migration in progress, not exported: run apply --migrate"))
+        result.notes.append(
+            Note(
+                (),
+                f"queue {name!r} in vhost {result.name!r} is a migration in progress, not exported: "
+                "run apply --migrate",
+            )
+        )
         result.skipped += 1
     bindings = tuple(b for b in topology.bindings if not (b.destination_type == "queue" and b.destination in migrating))
     result.skipped += len(topology.bindings) - len(bindings)

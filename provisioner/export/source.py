@@ -46,7 +46,7 @@ def split(data: dict[str, Any], vhosts: Sequence[str], source: str) -> Definitio
             grouped.setdefault(item["name"], {kind: [] for kind in OBJECT_KINDS})
         for kind in OBJECT_KINDS:
             for item in data.get(kind) or []:
-                grouped.setdefault(item["vhost"], {k: [] for k in OBJECT_KINDS})[kind].append(item)
+                grouped.setdefault(item.get("vhost", "/"), {k: [] for k in OBJECT_KINDS})[kind].append(item)
     missing = [name for name in vhosts if name not in grouped]
     if missing:
         raise ProvisionerError(f"vhost {missing[0]!r} is not in {source}")
