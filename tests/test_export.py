@@ -517,3 +517,108 @@ def test_round_trip_of_random_topologies(document: dict[str, Any]) -> None:
     finally:
         for vhost in (first, second):
             api("DELETE", f"vhosts/{quote(vhost, safe='')}")
+
+
+# The inverse of expand, case by case and without a broker: loading the export gives back the objects read.
+
+
+def queue(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"name": name, "durable": True, "auto_delete": False, "arguments": arguments}
+
+
+def exchange(name: str, kind: str = "direct") -> dict[str, Any]:
+    return {"name": name, "type": kind, "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
+
+
+def bind(source: str, destination: str, key: str = "", kind: str = "queue") -> dict[str, Any]:
+    return {"source": source, "destination": destination, "destination_type": kind, "routing_key": key, "arguments": {}}
+
+
+def dead_letter_to(exchange_name: str, key: str) -> dict[str, str]:
+    return {"x-dead-letter-exchange": exchange_name, "x-dead-letter-routing-key": key}
+
+
+CASES: dict[str, tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]] = {
+    "shared dead-letter pair": (
+        {
+            "exchanges": [exchange("shared.dlx")],
+            "queues": [
+                queue("a", **dead_letter_to("shared.dlx", "parked")),
+                queue("b", **dead_letter_to("shared.dlx", "parked")),
+                queue("parking"),
+            ],
+            "bindings": [bind("shared.dlx", "parking", "parked")],
+        },
+        {"a": {"dead_letter": {"exchange": "shared.dlx", "queue": "parking", "routing_key": "parked"}}},
+    ),
+    "quorum dead-letter queue of a classic queue": (
+        {
+            "exchanges": [exchange("jobs.dead")],
+            "queues": [
+                queue("jobs", **dead_letter_to("jobs.dead", "jobs.dead")),
+                queue("jobs.dead", **{"x-queue-type": "quorum"}),
+            ],
+            "bindings": [bind("jobs.dead", "jobs.dead", "jobs.dead")],
+        },
+        {"jobs": {"dead_letter": {"queue_type": "quorum"}}},
+    ),
+    "own routing key and suffix": (
+        {
+            "exchanges": [exchange("jobs.dlq")],
+            "queues": [queue("jobs", **dead_letter_to("jobs.dlq", "parked")), queue("jobs.dlq")],
+            "bindings": [bind("jobs.dlq", "jobs.dlq", "parked")],
+        },
+        {"jobs": {"dead_letter": {"suffix": "dlq", "routing_key": "parked"}}},
+    ),
+    "dead-letter exchange with more bindings and a dead-letter queue with arguments": (
+        {
+            "exchanges": [exchange("jobs.dead"), exchange("audit", "fanout")],
+            "queues": [
+                queue("jobs", **dead_letter_to("jobs.dead", "jobs.dead")),
+                queue("jobs.dead", **{"x-max-length": 10}),
+                queue("audit"),
+            ],
+            "bindings": [
+                bind("jobs.dead", "jobs.dead", "jobs.dead"),
+                bind("jobs.dead", "audit", "", "exchange"),
+                bind("audit", "audit"),
+            ],
+        },
+        {"jobs": {"dead_letter": {"exchange": "jobs.dead", "queue": "jobs.dead"}}, "jobs.dead": {"max_length": 10}},
+    ),
+    "a policy the schema cannot take as policy:": (
+        {
+            "queues": [queue("jobs")],
+            "policies": [
+                {
+                    "name": "provisioner.jobs",
+                    "pattern": "^jobs$",
+                    "apply-to": "queues",
+                    "priority": 0,
+                    "definition": {"X": 1},
+                }
+            ],
+        },
+        {"jobs": {}},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_loading_the_export_gives_back_the_objects_read(case: str, tmp_path: Path) -> None:
+    from provisioner.broker.live import live_from_definitions
+    from provisioner.export.source import Definitions
+
+    objects, expected_queues = CASES[case]
+    objects = {kind: objects.get(kind, []) for kind in ("exchanges", "queues", "bindings", "policies")}
+    result = export_topology(Definitions({"v": objects}, source="a test"))
+    assert result.problems == []
+    path = tmp_path / "export.yaml"
+    path.write_text(result.text)
+    loaded = load([path])
+    live = live_from_definitions("v", objects).topology
+    for kind in ("exchanges", "queues", "bindings", "policies"):
+        assert sorted(map(repr, getattr(loaded, kind))) == sorted(map(repr, getattr(live, kind))), kind
+    written = yaml.safe_load(result.text)["queues"]
+    for name, body in expected_queues.items():
+        assert {k: v for k, v in written[name].items() if k in body} == body, written

@@ -26,6 +26,7 @@ from provisioner.topology.schema import topology_schema
 Path = tuple[str, ...]  # where in the vhost body: ("queues", "orders")
 DEAD_LETTER_ARGUMENTS = ("x-dead-letter-exchange", "x-dead-letter-routing-key")
 DEAD_LETTER_SETTINGS = ("dead-letter-exchange", "dead-letter-routing-key")
+POLICY_KEY = re.compile(r"[a-z][a-z0-9-]*")  # what the schema takes as a key of a queue's `policy:`
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def _own_policy(queue: Queue, policies: tuple[Policy, ...]) -> Policy | None:
             and policy.apply_to == "queues"
             and policy.priority == 0
             and policy.definition
+            and all(POLICY_KEY.fullmatch(key) for key in policy.definition)
         ):
             return policy
     return None
