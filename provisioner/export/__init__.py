@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import ProvisionerError, TopologyInvalid
+from provisioner.errors import Problem, ProvisionerError, TopologyInvalid
 from provisioner.export.celery_app import app_vhost, celery_sections
 from provisioner.export.document import Note, VhostExport, export_vhost
 from provisioner.export.emit import emit
@@ -74,14 +74,15 @@ def _annotated(
     draft, key_lines = emit(document, header, comments)
     marked = {path for path, note in notes if note.problem}
     found = list(notes)
-    for path, message in _refused(draft, key_lines):
+    for path, message, problem in _refused(draft, key_lines):
         if path in marked:
             continue  # the export said it already, in its own words
+        label = "PROBLEM: " if problem else "NOTE: "
         if path:
-            comments.setdefault(path, []).append(f"PROBLEM: {message}")
+            comments.setdefault(path, []).append(label + message)
         else:
-            header.append(f"PROBLEM: {message}")
-        found.append((path, Note(path, message, True)))
+            header.append(label + message)
+        found.append((path, Note(path, message, problem)))
     text, key_lines = emit(document, header, comments)
     return text, [(key_lines.get(path, 1), note.message) for path, note in found if note.problem]
 
@@ -136,18 +137,19 @@ def _has(document: dict[str, Any], path: tuple[Any, ...]) -> bool:
     return bool(path)
 
 
-def _refused(text: str, key_lines: dict[tuple[Any, ...], int]) -> list[tuple[tuple[Any, ...], str]]:
-    """What `validate` would refuse in ``text``, each at the object whose lines hold the problem."""
+def _refused(text: str, key_lines: dict[tuple[Any, ...], int]) -> list[tuple[tuple[Any, ...], str, bool]]:
+    """What `validate` says about ``text``: (object, message, whether it refuses it) for each finding."""
     from provisioner.topology import load
 
+    found: list[Problem] = []
     with tempfile.TemporaryDirectory() as folder:
         file = Path(folder) / "export.yaml"
         file.write_text(text, encoding="utf-8")
         try:
-            load([file], environ={})
+            load([file], environ={}, warnings=found)
         except TopologyInvalid as error:
-            return [(_object_at(problem.line, key_lines), problem.message) for problem in error.problems]
-    return []
+            found.extend(error.problems)
+    return [(_object_at(p.line, key_lines), p.message, p.severity != "warning") for p in found]
 
 
 def _object_at(line: int, key_lines: dict[tuple[Any, ...], int]) -> tuple[Any, ...]:
