@@ -136,14 +136,18 @@ def test_exported_definitions_file_plans_clean_against_the_broker_it_was_importe
     make_vhost(vhost)
     try:
         body = {
-            kind: [{k: v for k, v in item.items() if k != "vhost"} for item in data[kind] if item["vhost"] == "legacy"]
+            kind: [
+                {k: v for k, v in item.items() if k != "vhost"}
+                for item in data[kind]
+                if item["vhost"] == "legacy" and "provisioner-migrate" not in json.dumps(item)
+            ]
             for kind in ("exchanges", "queues", "bindings", "policies")
-        }
+        }  # a migration in progress is a change plan shows until apply --migrate finishes it
         api("POST", f"definitions/{quote(vhost, safe='')}", json=body).raise_for_status()
         export_to(tmp_path / "file.yaml", "--definitions", str(DEFINITIONS), "--vhost", "legacy")
         exported = tmp_path / "exported.yaml"
         exported.write_text(with_vhost((tmp_path / "file.yaml").read_text(), vhost))
-        clean_plan(exported, unmanaged=("reports.provisioner-migrate",))  # noted in the file, never adopted
+        clean_plan(exported)
         live = tmp_path / "live.yaml"
         export_to(live, "--vhost", vhost)
         body_of = lambda path: path.read_text().split("version: 1", 1)[1]  # noqa: E731 - the header names the source
