@@ -105,8 +105,8 @@ def _without_migrations(topology: Topology, result: VhostExport) -> Topology:
         result.notes.append(
             Note(
                 (),
-                f"queue {name!r} in vhost {result.name!r} is a migration in progress, not exported: "
-                "run apply --migrate",
+                f"queue {name!r} in vhost {result.name!r} is a migration in progress, not exported: finish it "
+                "with `provision apply --migrate` on the topology that started it, then export again",
             )
         )
         result.skipped += 1
