@@ -222,18 +222,19 @@ queues:
 """
 
 
-def test_export_is_read_only_one_request_per_vhost(tmp_path: Path, vhost_name: str) -> None:
+def test_export_is_read_only_two_requests_per_vhost(tmp_path: Path, vhost_name: str) -> None:
     topology = tmp_path / "topology.yaml"
     topology.write_text(textwrap.dedent(TOPOLOGY))
     assert run("apply", str(topology), env={"TEST_VHOST": vhost_name}).exit_code == 0
     before = definitions_of(vhost_name)
     management = Management(Endpoints("amqp://guest:guest@127.0.0.1:5672/", "http://guest:guest@127.0.0.1:15672"))
     exported = export_topology(from_broker(management, [vhost_name]))
-    # One request for the vhost's objects whatever their number, four for vhosts, users and permissions.
-    assert (management.requests_made, management.writes_made) == (5, 0)
+    # Two requests for the vhost (its definitions whatever their number, its operator policies),
+    # four for vhosts, users and permissions.
+    assert (management.requests_made, management.writes_made) == (6, 0)
     assert definitions_of(vhost_name) == before
     result = export_to(tmp_path / "out.yaml", "--vhost", vhost_name)
-    assert "(5 management request(s), 0 write(s))" in result.stderr
+    assert "(6 management request(s), 0 write(s))" in result.stderr
     assert (tmp_path / "out.yaml").read_text() == exported.text
     document = yaml.safe_load(exported.text)
     assert document["queues"]["emails"]["dead_letter"] == {"suffix": "dlq", "via": "policy"}

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from provisioner.broker.live import live_from_definitions
+from provisioner.broker.live import delayed_delivery_key, live_from_definitions
 from provisioner.migrate import is_migration_queue
 from provisioner.topology.expand import DEFAULT_DEAD_LETTER_SUFFIX, QUEUE_POLICY_PREFIX
 from provisioner.topology.model import QUEUE_ARGUMENT_NAMES, Binding, Exchange, Policy, Queue, Topology
@@ -63,7 +63,7 @@ def export_vhost(name: str, definitions: dict[str, Any]) -> VhostExport:
     """The topology body of one vhost's definitions (objects of that vhost only)."""
     live = live_from_definitions(name, definitions)
     result = VhostExport(name, skipped=live.ignored)
-    topology = _without_migrations(live.topology, result)
+    topology = _without_migrations(_without_delayed_delivery(live.topology, result), result)
     result.queues = {q.name: q for q in topology.queues}
     own_policies = {q.name: p for q in topology.queues if (p := _own_policy(q, topology.policies)) is not None}
     pairs = {q.name: pair for q in topology.queues if (pair := _dead_letter_pair(q, own_policies, topology, result))}
@@ -98,6 +98,31 @@ def export_vhost(name: str, definitions: dict[str, Any]) -> VhostExport:
     return result
 
 
+def _without_delayed_delivery(topology: Topology, result: VhostExport) -> Topology:
+    """Leave out the ``#.<key>`` bindings a worker adds for native delayed delivery, by plan's own rule.
+
+    Plan knows them by the topology's binding ``X -> Q [key]`` beside them; the
+    export writes that binding, so plan of the export leaves them out the same way.
+    """
+    types = {x.name: x.type for x in topology.exchanges}
+    present = {b.key for b in topology.bindings}
+
+    def delayed(b: Binding) -> bool:
+        return (
+            b.destination_type == "queue"
+            and not b.arguments
+            and types.get(b.source) not in (None, "direct", "headers")
+            and any(
+                w.key != b.key and w.source == b.source and delayed_delivery_key(w.routing_key) == b.routing_key
+                for w in topology.bindings_of(b.vhost, b.destination)
+            )
+        )
+
+    bindings = tuple(b for b in topology.bindings if not delayed(b))
+    result.skipped += len(present) - len(bindings)
+    return replace(topology, bindings=bindings)
+
+
 def _without_migrations(topology: Topology, result: VhostExport) -> Topology:
     """Leave out migrations in progress (the tool's own), with a note that says how to finish them."""
     migrating = {q.name for q in topology.queues if is_migration_queue(q.name)}
@@ -113,7 +138,7 @@ def _without_migrations(topology: Topology, result: VhostExport) -> Topology:
     bindings = tuple(b for b in topology.bindings if not (b.destination_type == "queue" and b.destination in migrating))
     result.skipped += len(topology.bindings) - len(bindings)
     queues = tuple(q for q in topology.queues if q.name not in migrating)
-    return Topology(topology.vhosts, topology.exchanges, queues, bindings, topology.policies)
+    return replace(topology, queues=queues, bindings=bindings)
 
 
 def _binding_order(binding: Binding) -> tuple[str, ...]:
