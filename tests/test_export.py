@@ -12,7 +12,7 @@ import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pika
 import pytest
@@ -24,9 +24,8 @@ from hypothesis import strategies as st
 from kombu import Connection
 from kombu import Exchange as KombuExchange
 from kombu import Queue as KombuQueue
-from rabbit import api, wait_for
+from rabbit import MANAGEMENT_URL, amqp_url, api, endpoints, wait_for
 
-from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
 from provisioner.cli import main
 from provisioner.errors import TopologyInvalid
@@ -40,8 +39,7 @@ DEFINITIONS = FIXTURES / "definitions.json"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    environment = {"PROVISION_MANAGEMENT_URL": "http://guest:guest@127.0.0.1:15672", **(env or {})}
-    return CliRunner().invoke(main, list(args), env=environment, catch_exceptions=False)
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)  # the broker under test: conftest
 
 
 def export_to(path: Path, *args: str) -> Result:
@@ -227,7 +225,7 @@ def test_export_is_read_only_two_requests_per_vhost(tmp_path: Path, vhost_name: 
     topology.write_text(textwrap.dedent(TOPOLOGY))
     assert run("apply", str(topology), env={"TEST_VHOST": vhost_name}).exit_code == 0
     before = definitions_of(vhost_name)
-    management = Management(Endpoints("amqp://guest:guest@127.0.0.1:5672/", "http://guest:guest@127.0.0.1:15672"))
+    management = Management(endpoints())
     exported = export_topology(from_broker(management, [vhost_name]))
     # Two requests for the vhost (its definitions whatever their number, its operator policies),
     # four for vhosts, users and permissions.
@@ -246,7 +244,7 @@ def test_export_is_read_only_two_requests_per_vhost(tmp_path: Path, vhost_name: 
 def test_the_seed_codes_broker_exports_as_the_seed_topology(tmp_path: Path, vhost_name: str) -> None:
     """celery_dlq.py's setup_default_dlq and consume_from(queue='example', setup_dlq=True), declared by kombu."""
     make_vhost(vhost_name)
-    with Connection(f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost_name, safe='')}") as connection:
+    with Connection(amqp_url(vhost_name)) as connection:
         channel = connection.channel()
         for name, exchange, key in (("celery", "celery", "celery"), ("example", "example", "com.example")):
             kind = "direct" if name == "celery" else "topic"
@@ -309,7 +307,7 @@ def test_a_vhost_a_plain_celery_worker_set_up_exports_with_its_tasks_and_plans_c
     """Default config, quorum and classic queues with x-arguments; a worker started once makes everything."""
     make_vhost(vhost_name)
     module = write_app(tmp_path)
-    env = {**os.environ, "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost_name, safe='')}"}
+    env = {**os.environ, "CELERY_BROKER_URL": amqp_url(vhost_name)}
     command = [sys.executable, "-m", "celery", "-A", module, "worker", "-P", "solo", "--without-gossip"]
     log = tmp_path / "worker.log"
     with open(log, "wb") as output:
@@ -365,7 +363,7 @@ def test_where_the_app_and_the_broker_disagree_is_one_problem_line_each(
 ) -> None:
     make_vhost(vhost_name)
     module = write_app(tmp_path, max_length=2000, route=', "media.archive": "archive"')
-    with Connection(f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost_name, safe='')}") as connection:
+    with Connection(amqp_url(vhost_name)) as connection:
         channel = connection.channel()
         for queue in write_app_queues(module, tmp_path, monkeypatch):
             queue(channel).declare()
@@ -415,7 +413,9 @@ def test_export_refuses_to_overwrite_and_bad_input_in_one_line(tmp_path: Path) -
         assert result.exit_code == 1, result.output
         assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
         assert "Traceback" not in result.output and "internal error" not in result.output
-    wrong = run("export", env={"PROVISION_MANAGEMENT_URL": "http://guest:hunter2-secret@127.0.0.1:15672"})
+    parts = urlsplit(MANAGEMENT_URL)
+    wrong_url = parts._replace(netloc=f"guest:hunter2-secret@{parts.hostname}:{parts.port}").geturl()
+    wrong = run("export", env={"PROVISION_MANAGEMENT_URL": wrong_url})
     assert wrong.exit_code == 1 and len(wrong.stderr.splitlines()) == 1
     assert "hunter2" not in wrong.output
 
