@@ -11,6 +11,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
+from provisioner.accounts import ACCOUNT_HANDLERS, with_accounts
+from provisioner.broker.accounts import vhost_body
 from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed, check_login
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.live import LiveVhost, read_live
@@ -73,6 +75,7 @@ def make_plan(
             live = read_live(management, vhosts, desired)
     with phase("compare"):
         plan = differences(desired, live, prune)
+        plan = with_accounts(plan, desired, management, prune)
     if endpoints is None:
         return plan
     with phase("counts"):
@@ -317,7 +320,8 @@ class Executor:
 
 def _create_vhost(executor: Executor, changes: tuple[Change, ...]) -> None:
     for change in changes:
-        executor.management.create_vhost(change.name, executor.endpoints.amqp_user)
+        settings = next((s for s in executor.desired.accounts.settings if s.name == change.name), None)
+        executor.management.create_vhost(change.name, executor.endpoints.amqp_user, vhost_body(settings))
         executor._done()
 
 
@@ -423,5 +427,6 @@ HANDLERS: dict[tuple[Action, str], Callable[[Executor, tuple[Change, ...]], None
     (Action.DELETE, "binding"): _unbind,
     (Action.DELETE, "queue"): _delete_queue,
     (Action.DELETE, "exchange"): _delete,
+    **ACCOUNT_HANDLERS,
 }
 assert set(HANDLERS) == set(PHASES), "every phase has its handler"

@@ -21,7 +21,7 @@ def plan_lines(plan: Plan) -> list[Line]:
     by_vhost = groupby(sorted(plan.changes, key=lambda c: c.vhost), key=lambda c: c.vhost)
     ordered = {change.key: index for index, change in enumerate(plan.changes)}
     for vhost, changes in by_vhost:
-        lines.append((f"vhost {vhost!r}:", None))
+        lines.append((f"vhost {vhost!r}:" if vhost else "cluster-wide:", None))
         for change in sorted(changes, key=lambda c: ordered[c.key]):
             lines.append((_change_line(change), COLOURS[change.action]))
     if plan.unmanaged:
@@ -90,7 +90,7 @@ def parked_text(change: Change) -> str:
 
 
 def _unmanaged_line(item: Unmanaged) -> str:
-    text = f"      {item.resource.kind} {item.resource.name} in {item.resource.vhost!r}"
+    text = f"      {item.resource.kind} {item.resource.name}" + (f" in {item.resource.vhost!r}" if item.resource.vhost else "")
     if item.messages is not None:
         text += f"  [{item.messages} messages, {item.consumers} consumers]"
     if item.note:

@@ -264,6 +264,16 @@ def value_text(value: Any) -> str:
 # deletions in reverse. diff.py sorts a plan by it and apply.py runs it phase by phase.
 PHASES: tuple[tuple[Action, str], ...] = (
     (Action.CREATE, "vhost"),
+    # accounts (accounts.py): vhost settings and limits before queues, users before permissions
+    (Action.UPDATE, "vhost"),
+    (Action.CREATE, "vhost_limit"),
+    (Action.UPDATE, "vhost_limit"),
+    (Action.CREATE, "user"),
+    (Action.UPDATE, "user"),
+    (Action.CREATE, "permission"),
+    (Action.UPDATE, "permission"),
+    (Action.CREATE, "topic_permission"),
+    (Action.UPDATE, "topic_permission"),
     (Action.CREATE, "exchange"),
     (Action.REPLACE, "exchange"),
     (Action.CREATE, "queue"),
@@ -276,5 +286,9 @@ PHASES: tuple[tuple[Action, str], ...] = (
     (Action.DELETE, "binding"),
     (Action.DELETE, "queue"),
     (Action.DELETE, "exchange"),
+    (Action.DELETE, "topic_permission"),
+    (Action.DELETE, "permission"),
+    (Action.DELETE, "vhost_limit"),
+    (Action.DELETE, "user"),
 )
 PHASE_INDEX = {phase: index for index, phase in enumerate(PHASES)}

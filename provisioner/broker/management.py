@@ -205,9 +205,9 @@ class Management:
 
     # Writing: what AMQP cannot do.
 
-    def create_vhost(self, vhost: str, user: str) -> None:
-        """Create a vhost and give ``user`` (the AMQP user) full permissions in it."""
-        self._request("PUT", f"vhosts/{_q(vhost)}", json={})
+    def create_vhost(self, vhost: str, user: str, body: dict[str, Any] | None = None) -> None:
+        """Create a vhost (``body``: its description, default queue type) and give ``user`` full permissions in it."""
+        self._request("PUT", f"vhosts/{_q(vhost)}", json=body or {})
         self._request(
             "PUT", f"permissions/{_q(vhost)}/{_q(user)}", json={"configure": ".*", "write": ".*", "read": ".*"}
         )

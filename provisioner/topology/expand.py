@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.errors import Problem
+from provisioner.topology.accounts import AccountsReader
 from provisioner.topology.load import Document
 from provisioner.topology.model import (
     QUEUE_ARGUMENT_NAMES,
@@ -109,8 +110,11 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
         for vhost, body, _ in vhost_bodies(document):
             for kind in ("exchanges", "queues", "external_exchanges"):
                 expansion.written.setdefault((vhost, kind), set()).update(body.get(kind) or {})
+    accounts = AccountsReader()
     for document in documents:
         _expand_document(document, expansion)
+        accounts.add_document(document, list(vhost_bodies(document)))
+    expansion.problems.extend(accounts.problems)
     celery = _celery_settings(documents, expansion)
     retry_queues = _retry_queues(celery, expansion)
     by_kind: dict[str, list[Any]] = {"vhost": [], "exchange": [], "queue": [], "binding": [], "policy": []}
@@ -128,6 +132,7 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
         tasks=tuple(route for route, _ in expansion.tasks),
         celery=celery,
         sources=tuple(d.file for d in documents),
+        accounts=accounts.accounts(),
     )
     origins = dict(expansion.origins)
     for route, origin in expansion.tasks:

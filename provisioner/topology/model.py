@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
+from provisioner.topology.accounts import Accounts
 from provisioner.topology.arguments import QUEUE_ARGUMENTS, parse_integer
 
 Key = tuple[str, ...]
@@ -324,6 +325,7 @@ class Topology:
     tasks: tuple[TaskRoute, ...] = ()
     celery: CelerySettings = field(default_factory=CelerySettings)
     sources: tuple[str, ...] = ()
+    accounts: Accounts = field(default_factory=Accounts)  # users, permissions, vhost settings (accounts.py)
 
     def resources(self) -> tuple[Resource, ...]:
         """Every broker object, in creation order (vhosts, exchanges, queues, bindings, policies)."""

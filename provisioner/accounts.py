@@ -1,0 +1,235 @@
+"""Pure: the topology's users, permissions, topic permissions and vhost settings x the live ones -> changes.
+
+Also the small apply handlers of these kinds (they only call broker/accounts.py).
+What must never go is kept whatever the topology says: the users apply connects
+as and their permissions in the vhosts it applies; a plan that would leave the
+cluster without an administrator is refused in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from provisioner.broker import accounts as broker
+from provisioner.broker.accounts import LiveAccounts
+from provisioner.broker.management import Management
+from provisioner.errors import UnsafeChange
+from provisioner.plan import PHASE_INDEX, Action, Change, Plan, Unmanaged, value_text
+from provisioner.topology.accounts import ADMINISTRATOR, Accounts, User, VhostSettings
+from provisioner.topology.model import Topology
+
+if TYPE_CHECKING:
+    from provisioner.apply import Executor
+
+CONNECTING = "never pruned: provision connects as this user"
+
+
+def account_differences(
+    desired: Accounts, live: LiveAccounts, prune: bool, protected: frozenset[str]
+) -> tuple[list[Change], list[Unmanaged]]:
+    """Every change of users, permissions, topic permissions, vhost settings and limits, and what is left alone."""
+    changes: list[Change] = []
+    unmanaged: list[Unmanaged] = []
+    changes += _settings(desired.settings, live.settings)
+    for kind, wanted, present in (
+        ("vhost_limit", desired.limits, live.limits),
+        ("permission", desired.permissions, live.permissions),
+        ("topic_permission", desired.topic_permissions, live.topic_permissions),
+    ):
+        owned = [r for r in present if desired.owns(r.vhost, kind)]
+        found, left = _keyed(wanted, owned, prune, _kept_permission(protected) if kind == "permission" else _never)
+        changes += found
+        unmanaged += left
+    if desired.users is not None and live.users is not None:
+        found, left = _users(desired, live.users, prune, protected)
+        changes += found
+        unmanaged += left
+        _refuse_no_administrator(live.users, found)
+    return changes, unmanaged
+
+
+def _never(resource: Any) -> str:
+    return ""
+
+
+def _kept_permission(protected: frozenset[str]) -> Callable[[Any], str]:
+    return lambda permission: CONNECTING if permission.user in protected else ""
+
+
+def _settings(wanted: Iterable[VhostSettings], present: dict[str, VhostSettings]) -> list[Change]:
+    changes = []
+    for settings in wanted:
+        live = present.get(settings.name)
+        if live is None:
+            continue  # the vhost is created with its settings
+        reasons = [
+            f"{name}: {value_text(getattr(live, name))} -> {value_text(getattr(settings, name))}"
+            for name in ("description", "default_queue_type")
+            if getattr(settings, name) is not None and getattr(settings, name) != getattr(live, name)
+        ]
+        if reasons:
+            changes.append(Change(Action.UPDATE, live, settings, "; ".join(reasons)))
+    return changes
+
+
+def _keyed(
+    wanted: Iterable[Any], present: Iterable[Any], prune: bool, kept: Callable[[Any], str]
+) -> tuple[list[Change], list[Unmanaged]]:
+    """Create what is missing, update what differs, delete (with --prune) or list what the topology lacks."""
+    desired = {r.key: r for r in wanted}
+    live = {r.key: r for r in present}
+    changes: list[Change] = []
+    unmanaged: list[Unmanaged] = []
+    for key in sorted(desired.keys() | live.keys()):
+        after, before = desired.get(key), live.get(key)
+        if before is None:
+            changes.append(Change(Action.CREATE, None, after, _describe(after)))
+        elif after is None:
+            note = kept(before)
+            if prune and not note:
+                changes.append(Change(Action.DELETE, before, None, "not in the topology (--prune)"))
+            else:
+                unmanaged.append(Unmanaged(before, note))
+        elif after != before:
+            changes.append(Change(Action.UPDATE, before, after, _difference(before, after)))
+    return changes, unmanaged
+
+
+FIELDS = {
+    "vhost_limit": ("value",),
+    "permission": ("configure", "write", "read"),
+    "topic_permission": ("write", "read"),
+    "user": ("tags", "limits"),
+}
+
+
+def _describe(resource: Any) -> str:
+    return ", ".join(f"{name}: {_text(getattr(resource, name))}" for name in FIELDS[resource.kind])
+
+
+def _difference(before: Any, after: Any) -> str:
+    return "; ".join(
+        f"{name}: {_text(getattr(before, name))} -> {_text(getattr(after, name))}"
+        for name in FIELDS[after.kind]
+        if getattr(before, name) != getattr(after, name)
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+    return repr(value) if isinstance(value, str) else value_text(value)
+
+
+def _users(
+    desired: Accounts, present: tuple[User, ...], prune: bool, protected: frozenset[str]
+) -> tuple[list[Change], list[Unmanaged]]:
+    wanted = [u for u in desired.users or ()]
+    named = {u.name for u in wanted}
+    changes, unmanaged = _keyed(wanted, [u for u in present if u.name in named], prune, _never)
+    password_changes = []
+    live = {u.name: u for u in present}
+    for user in wanted:
+        before = live.get(user.name)
+        if before is not None and not user.credential.matches(before.credential):
+            password_changes.append(user.name)
+    for name in password_changes:
+        index = next((i for i, c in enumerate(changes) if c.name == name), None)
+        if index is None:
+            changes.append(Change(Action.UPDATE, live[name], _named(wanted, name), "password"))
+        else:
+            changes[index] = Change(Action.UPDATE, live[name], changes[index].after, "password; " + changes[index].reason)
+    if desired.users_exclusive:
+        for user in present:
+            if user.name in named:
+                continue
+            if prune and user.name not in protected:
+                changes.append(Change(Action.DELETE, user, None, "not in the topology (users_exclusive, --prune)"))
+            else:
+                unmanaged.append(Unmanaged(user, CONNECTING if user.name in protected else ""))
+    changes.sort(key=lambda c: c.key)
+    return changes, unmanaged
+
+
+def _named(users: list[User], name: str) -> User:
+    return next(u for u in users if u.name == name)
+
+
+def _refuse_no_administrator(present: tuple[User, ...], changes: list[Change]) -> None:
+    """Refuse a plan after which no user is tagged administrator (nobody could manage the broker again)."""
+    result = {u.name: u for u in present}
+    for change in changes:
+        if change.action is Action.DELETE:
+            result.pop(change.name, None)
+        elif isinstance(change.after, User):
+            result[change.name] = change.after
+    had = [u.name for u in present if ADMINISTRATOR in u.tags]
+    if had and not any(ADMINISTRATOR in u.tags for u in result.values()):
+        raise UnsafeChange(
+            f"refusing to remove the last administrator ({', '.join(sorted(had))}): keep a user tagged "
+            f"'administrator' in the topology"
+        )
+
+
+# Apply: one small function per (action, kind); PHASES in plan.py gives the order.
+
+
+def _put_settings(executor: Executor, changes: tuple[Change, ...]) -> None:
+    for change in changes:
+        assert isinstance(change.after, VhostSettings)
+        broker.put_vhost_settings(executor.management, change.after)
+        executor._done()
+
+
+def _each(write: Callable[[Any, Any], None], side: str) -> Callable[[Executor, tuple[Change, ...]], None]:
+    def handler(executor: Executor, changes: tuple[Change, ...]) -> None:
+        for change in changes:
+            write(executor.management, getattr(change, side))
+            executor._done()
+
+    return handler
+
+
+def _put_user(executor: Executor, changes: tuple[Change, ...]) -> None:
+    for change in changes:
+        assert isinstance(change.after, User)
+        broker.put_user(executor.management, change.after, change.before if isinstance(change.before, User) else None)
+        executor._done()
+
+
+def _delete_user(executor: Executor, changes: tuple[Change, ...]) -> None:
+    for change in changes:
+        broker.delete_user(executor.management, change.name)
+        executor._done()
+
+
+ACCOUNT_HANDLERS: dict[tuple[Action, str], Callable[[Executor, tuple[Change, ...]], None]] = {
+    (Action.UPDATE, "vhost"): _put_settings,
+    (Action.CREATE, "vhost_limit"): _each(broker.put_vhost_limit, "after"),
+    (Action.UPDATE, "vhost_limit"): _each(broker.put_vhost_limit, "after"),
+    (Action.CREATE, "user"): _put_user,
+    (Action.UPDATE, "user"): _put_user,
+    (Action.CREATE, "permission"): _each(broker.put_permission, "after"),
+    (Action.UPDATE, "permission"): _each(broker.put_permission, "after"),
+    (Action.CREATE, "topic_permission"): _each(broker.put_topic_permission, "after"),
+    (Action.UPDATE, "topic_permission"): _each(broker.put_topic_permission, "after"),
+    (Action.DELETE, "topic_permission"): _each(broker.delete_topic_permission, "before"),
+    (Action.DELETE, "permission"): _each(broker.delete_permission, "before"),
+    (Action.DELETE, "vhost_limit"): _each(broker.delete_vhost_limit, "before"),
+    (Action.DELETE, "user"): _delete_user,
+}
+
+
+def with_accounts(plan: Plan, desired: Topology, management: Management, prune: bool) -> Plan:
+    """The plan with the account kinds' changes in their phases; no request at all for a topology without them."""
+    if desired.accounts.is_empty:
+        return plan
+    live = broker.read_accounts(management, desired.accounts, [v.name for v in desired.vhosts])
+    endpoints = management.endpoints
+    protected = frozenset({endpoints.amqp_user, endpoints.management_auth[0]})
+    found, left = account_differences(desired.accounts, live, prune, protected)
+    changes = sorted([*plan.changes, *found], key=lambda c: PHASE_INDEX[(c.action, c.kind)])  # stable
+    return Plan(tuple(changes), plan.unmanaged + tuple(left))

@@ -1,0 +1,181 @@
+"""Users, permissions, topic permissions, vhost settings and limits over the management API.
+
+Reads only what the topology manages (nothing at all for a topology without
+accounts), so a plan of exchanges and queues still costs one request per vhost.
+Password hashes read here stay inside a hidden Credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from provisioner.broker.management import Management, ManagementError
+from provisioner.errors import BrokerError
+from provisioner.topology.accounts import (
+    SHA256,
+    Accounts,
+    Credential,
+    Permission,
+    TopicPermission,
+    User,
+    VhostLimit,
+    VhostSettings,
+)
+
+
+@dataclass(frozen=True)
+class LiveAccounts:
+    """The broker's users (None: not read) and, per managed vhost, its settings, limits and permissions."""
+
+    users: tuple[User, ...] | None = None
+    settings: dict[str, VhostSettings] = field(default_factory=dict)  # only vhosts that exist
+    limits: tuple[VhostLimit, ...] = ()
+    permissions: tuple[Permission, ...] = ()
+    topic_permissions: tuple[TopicPermission, ...] = ()
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _get(management: Management, path: str) -> Any:
+    return management._request("GET", path, missing_ok=True)
+
+
+def read_accounts(management: Management, desired: Accounts, vhosts: list[str]) -> LiveAccounts:
+    """What the broker holds of the kinds the topology manages, in a few requests."""
+    if desired.is_empty:
+        return LiveAccounts()
+    users = None
+    if desired.users is not None:
+        limits = {row["user"]: row.get("value") or {} for row in _get(management, "user-limits") or []}
+        users = tuple(sorted((_user(row, limits) for row in _get(management, "users") or []), key=lambda u: u.key))
+    settings: dict[str, VhostSettings] = {}
+    vhost_limits: list[VhostLimit] = []
+    permissions: list[Permission] = []
+    topics: list[TopicPermission] = []
+    for vhost in vhosts:
+        found = _get(management, f"vhosts/{_q(vhost)}")
+        if found is None:
+            continue
+        settings[vhost] = VhostSettings(vhost, found.get("description") or "", _queue_type(found))
+        if desired.owns(vhost, "vhost_limit"):
+            for row in _get(management, f"vhost-limits/{_q(vhost)}") or []:
+                vhost_limits += [VhostLimit(vhost, k, int(v)) for k, v in sorted((row.get("value") or {}).items())]
+        if desired.owns(vhost, "permission"):
+            permissions += [
+                Permission(vhost, r["user"], r["configure"], r["write"], r["read"])
+                for r in _get(management, f"vhosts/{_q(vhost)}/permissions") or []
+            ]
+        if desired.owns(vhost, "topic_permission"):
+            topics += [
+                TopicPermission(vhost, r["user"], r["exchange"], r["write"], r["read"])
+                for r in _get(management, f"vhosts/{_q(vhost)}/topic-permissions") or []
+            ]
+    return LiveAccounts(users, settings, tuple(vhost_limits), tuple(permissions), tuple(topics))
+
+
+def _user(row: dict[str, Any], limits: dict[str, dict[str, Any]]) -> User:
+    tags = row.get("tags") or []
+    if isinstance(tags, str):  # older brokers answer "a,b"
+        tags = [t for t in tags.split(",") if t]
+    credential = Credential(None, row.get("password_hash") or "", row.get("hashing_algorithm") or SHA256)
+    user_limits = {k: int(v) for k, v in sorted(limits.get(row["name"], {}).items())}
+    return User(row["name"], tuple(sorted(set(tags))), user_limits, credential)
+
+
+def _queue_type(vhost: dict[str, Any]) -> str | None:
+    value = vhost.get("default_queue_type") or (vhost.get("metadata") or {}).get("default_queue_type")
+    return None if value in (None, "undefined") else str(value)
+
+
+# Writing. Every write names the object, never a credential: an error is re-raised without the request body.
+
+
+def put_user(management: Management, user: User, live: User | None) -> None:
+    """Create or update a user; an unchanged password is kept by sending the live hash back."""
+    body: dict[str, Any] = {"tags": ",".join(user.tags)}
+    credential = user.credential
+    if live is not None and credential.matches(live.credential):
+        credential = live.credential
+    if credential.password is not None:
+        body["password"] = credential.password
+    else:
+        body["password_hash"] = credential.password_hash or ""
+        body["hashing_algorithm"] = credential.hashing_algorithm
+    try:
+        management._request("PUT", f"users/{_q(user.name)}", json=body)
+    except ManagementError as error:
+        raise BrokerError(_scrubbed(str(error), user.credential)) from None
+    for name, value in user.limits.items():
+        if live is None or live.limits.get(name) != value:
+            management._request("PUT", f"user-limits/{_q(user.name)}/{_q(name)}", json={"value": value})
+    for name in sorted((live.limits if live else {}).keys() - user.limits.keys()):
+        management._request("DELETE", f"user-limits/{_q(user.name)}/{_q(name)}", missing_ok=True)
+
+
+def _scrubbed(text: str, credential: Credential) -> str:
+    for secret in (credential.password, credential.password_hash):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def delete_user(management: Management, name: str) -> None:
+    management._request("DELETE", f"users/{_q(name)}", missing_ok=True)
+
+
+def put_permission(management: Management, permission: Permission) -> None:
+    body = {"configure": permission.configure, "write": permission.write, "read": permission.read}
+    management._request("PUT", f"permissions/{_q(permission.vhost)}/{_q(permission.user)}", json=body)
+
+
+def delete_permission(management: Management, permission: Permission) -> None:
+    management._request("DELETE", f"permissions/{_q(permission.vhost)}/{_q(permission.user)}", missing_ok=True)
+
+
+def put_topic_permission(management: Management, topic: TopicPermission) -> None:
+    body = {"exchange": topic.exchange, "write": topic.write, "read": topic.read}
+    management._request("PUT", f"topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}", json=body)
+
+
+def delete_topic_permission(management: Management, topic: TopicPermission) -> None:
+    """Delete one exchange's topic permission of a user (3.10's DELETE takes the exchange in the body)."""
+    management._request(
+        "DELETE", f"topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}", missing_ok=True, json={"exchange": topic.exchange}
+    )
+
+
+def put_vhost_limit(management: Management, limit: VhostLimit) -> None:
+    management._request("PUT", f"vhost-limits/{_q(limit.vhost)}/{_q(limit.name)}", json={"value": limit.value})
+
+
+def delete_vhost_limit(management: Management, limit: VhostLimit) -> None:
+    management._request("DELETE", f"vhost-limits/{_q(limit.vhost)}/{_q(limit.name)}", missing_ok=True)
+
+
+def vhost_body(settings: VhostSettings | None) -> dict[str, Any]:
+    """The PUT /api/vhosts body for these settings (3.10 reads ``defaultqueuetype``, later ones both)."""
+    body: dict[str, Any] = {}
+    if settings is not None and settings.description is not None:
+        body["description"] = settings.description
+    if settings is not None and settings.default_queue_type is not None:
+        body["defaultqueuetype"] = body["default_queue_type"] = settings.default_queue_type
+    return body
+
+
+def put_vhost_settings(management: Management, settings: VhostSettings) -> None:
+    """Update a vhost's metadata, keeping its tags; a default queue type the broker kept is one clear error."""
+    found = _get(management, f"vhosts/{_q(settings.name)}") or {}
+    body = vhost_body(settings) | {"tags": ",".join(found.get("tags") or [])}
+    management._request("PUT", f"vhosts/{_q(settings.name)}", json=body)
+    if settings.default_queue_type is None:
+        return
+    now = _queue_type(_get(management, f"vhosts/{_q(settings.name)}") or {})
+    if now != settings.default_queue_type:
+        raise BrokerError(
+            f"the broker kept default_queue_type {now or 'undefined'!r} of vhost {settings.name!r}: this RabbitMQ sets a "
+            f"vhost's default queue type only when the vhost is created (RabbitMQ 3.11+ changes it in place)"
+        )
