@@ -141,7 +141,9 @@ def _users(
         if index is None:
             changes.append(Change(Action.UPDATE, live[name], _named(wanted, name), "password"))
         else:
-            changes[index] = Change(Action.UPDATE, live[name], changes[index].after, "password; " + changes[index].reason)
+            changes[index] = Change(
+                Action.UPDATE, live[name], changes[index].after, "password; " + changes[index].reason
+            )
     if desired.users_exclusive:
         for user in present:
             if user.name in named:

@@ -90,7 +90,9 @@ def parked_text(change: Change) -> str:
 
 
 def _unmanaged_line(item: Unmanaged) -> str:
-    text = f"      {item.resource.kind} {item.resource.name}" + (f" in {item.resource.vhost!r}" if item.resource.vhost else "")
+    text = f"      {item.resource.kind} {item.resource.name}" + (
+        f" in {item.resource.vhost!r}" if item.resource.vhost else ""
+    )
     if item.messages is not None:
         text += f"  [{item.messages} messages, {item.consumers} consumers]"
     if item.note:

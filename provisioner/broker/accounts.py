@@ -142,10 +142,17 @@ def put_topic_permission(management: Management, topic: TopicPermission) -> None
 
 
 def delete_topic_permission(management: Management, topic: TopicPermission) -> None:
-    """Delete one exchange's topic permission of a user (3.10's DELETE takes the exchange in the body)."""
-    management._request(
-        "DELETE", f"topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}", missing_ok=True, json={"exchange": topic.exchange}
-    )
+    """Delete one exchange's topic permission of a user.
+
+    RabbitMQ 3.10's DELETE removes all of the user's topic permissions in the
+    vhost, so the others are put back at once (for that instant they are missing).
+    """
+    path = f"topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}"
+    others = [row for row in _get(management, path) or [] if row.get("exchange") != topic.exchange]
+    management._request("DELETE", path, missing_ok=True, json={"exchange": topic.exchange})
+    for row in others:
+        body = {"exchange": row["exchange"], "write": row["write"], "read": row["read"]}
+        management._request("PUT", path, json=body)
 
 
 def put_vhost_limit(management: Management, limit: VhostLimit) -> None:

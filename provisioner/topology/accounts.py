@@ -20,7 +20,11 @@ from provisioner.topology.load import Document
 Key = tuple[str, ...]
 
 SHA256 = "rabbit_password_hashing_sha256"
-HASHES = {SHA256: hashlib.sha256, "rabbit_password_hashing_sha512": hashlib.sha512, "rabbit_password_hashing_md5": hashlib.md5}
+HASHES = {
+    SHA256: hashlib.sha256,
+    "rabbit_password_hashing_sha512": hashlib.sha512,
+    "rabbit_password_hashing_md5": hashlib.md5,
+}
 ADMINISTRATOR = "administrator"
 
 
@@ -206,7 +210,9 @@ class AccountsReader:
             for clash in ("description", "default_queue_type", *VHOST_KEYS):
                 if clash in data:
                     self.problems.append(
-                        document.problem([clash], f"'{clash}' cannot stand beside 'vhosts'; move it under a vhost", at_key=True)
+                        document.problem(
+                            [clash], f"'{clash}' cannot stand beside 'vhosts'; move it under a vhost", at_key=True
+                        )
                     )
         if "users" in data:
             self.users = {} if self.users is None else self.users
@@ -224,11 +230,15 @@ class AccountsReader:
             return
         if ("password" in spec) == ("password_hash" in spec):
             self.problems.append(
-                document.problem(path, f"user {name!r} needs either password (from ${{VAR}}) or password_hash", at_key=True)
+                document.problem(
+                    path, f"user {name!r} needs either password (from ${{VAR}}) or password_hash", at_key=True
+                )
             )
             return
         if "hashing_algorithm" in spec and "password_hash" not in spec:
-            self.problems.append(document.problem([*path, "hashing_algorithm"], "hashing_algorithm goes with password_hash"))
+            self.problems.append(
+                document.problem([*path, "hashing_algorithm"], "hashing_algorithm goes with password_hash")
+            )
         credential = Credential(spec.get("password"), spec.get("password_hash"), spec.get("hashing_algorithm", SHA256))
         tags = tuple(sorted(set(spec.get("tags") or ())))
         self.users[name] = User(name, tags, dict(sorted((spec.get("limits") or {}).items())), credential)
