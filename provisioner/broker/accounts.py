@@ -183,6 +183,6 @@ def put_vhost_settings(management: Management, settings: VhostSettings) -> None:
     now = _queue_type(_get(management, f"vhosts/{_q(settings.name)}") or {})
     if now != settings.default_queue_type:
         raise BrokerError(
-            f"the broker kept default_queue_type {now or 'undefined'!r} of vhost {settings.name!r}: this RabbitMQ sets a "
-            f"vhost's default queue type only when the vhost is created (RabbitMQ 3.11+ changes it in place)"
+            f"the broker kept default_queue_type {now or 'undefined'!r} of vhost {settings.name!r}: "
+            f"this broker sets a vhost's default queue type only when it creates the vhost"
         )

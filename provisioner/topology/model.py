@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
-from provisioner.topology.accounts import Accounts
+from provisioner.topology.accounts import AccountResource, Accounts
 from provisioner.topology.arguments import QUEUE_ARGUMENTS, parse_integer
 
 Key = tuple[str, ...]
@@ -212,7 +212,7 @@ class OperatorPolicy(Policy):
         return hash(self.key)
 
 
-Resource = VHost | Exchange | Queue | Binding | Policy
+Resource = VHost | Exchange | Queue | Binding | Policy | AccountResource  # accounts: users, permissions, vhost settings
 
 
 @dataclass(frozen=True)
