@@ -121,17 +121,20 @@ def test_hand_made_changes_are_drift_and_apply_repairs_them(names: dict[str, str
     api("DELETE", f"vhost-limits/{vhost}/max-queues").raise_for_status()
     body = {"password": names["APP_PASSWORD"], "tags": "management,monitoring"}
     api("PUT", f"users/{user}", json=body).raise_for_status()
+    api("PUT", f"vhosts/{vhost}", json={"description": "changed by hand"}).raise_for_status()
 
     drift = run(names, "drift", file)
     assert drift.exit_code == 2, drift.output
     assert f"update permission '{user}' in '{vhost}': configure: '.*' -> '^app\\\\.'" in drift.output
     assert f"create vhost_limit 'max-queues' in '{vhost}'" in drift.output
     assert f"update user '{user}'" in drift.output and "tags: [management, monitoring] -> [management]" in drift.output
+    assert f"update vhost '{vhost}' in '{vhost}': description: changed by hand -> the shop" in drift.output
     assert "password" not in drift.output  # the password did not change: hashed with the live salt, it matches
 
     assert run(names, "apply", file).exit_code == 0
     assert run(names, "drift", file).exit_code == 0
     assert get(f"users/{user}")["tags"] == ["management"]
+    assert get(f"vhosts/{vhost}")["description"] == "the shop"
     assert logs_in(user, names["APP_PASSWORD"], vhost)  # a tags update keeps the password
 
 
@@ -191,6 +194,18 @@ def test_prune_deletes_what_the_topology_lacks_but_never_the_connecting_users_pe
         assert get(f"vhost-limits/{vhost}") == [{"vhost": vhost, "value": {"max-queues": 2000}}]
     finally:
         api("DELETE", f"users/{other}")
+
+
+def test_a_default_queue_type_the_broker_cannot_change_is_one_line(names: dict[str, str], tmp_path: Path) -> None:
+    """RabbitMQ 3.10 sets a vhost's default queue type only at creation: apply says so instead of looping."""
+    file = write(tmp_path, user=names["TEST_USER"])
+    assert run(names, "apply", file).exit_code == 0
+    classic = write(tmp_path, TOPOLOGY.replace("default_queue_type: quorum", "default_queue_type: classic"), names["TEST_USER"])
+    plan = run(names, "plan", classic)
+    assert "default_queue_type: quorum -> classic" in plan.output
+    refused = run(names, "apply", classic)
+    assert refused.exit_code == 1
+    assert "only when it creates the vhost" in refused.output and "Traceback" not in refused.output
 
 
 def test_a_topology_without_accounts_reads_and_touches_none(names: dict[str, str], tmp_path: Path) -> None:
