@@ -200,7 +200,8 @@ def test_a_default_queue_type_the_broker_cannot_change_is_one_line(names: dict[s
     """RabbitMQ 3.10 sets a vhost's default queue type only at creation: apply says so instead of looping."""
     file = write(tmp_path, user=names["TEST_USER"])
     assert run(names, "apply", file).exit_code == 0
-    classic = write(tmp_path, TOPOLOGY.replace("default_queue_type: quorum", "default_queue_type: classic"), names["TEST_USER"])
+    text = TOPOLOGY.replace("default_queue_type: quorum", "default_queue_type: classic")
+    classic = write(tmp_path, text, names["TEST_USER"])
     plan = run(names, "plan", classic)
     assert "default_queue_type: quorum -> classic" in plan.output
     refused = run(names, "apply", classic)
