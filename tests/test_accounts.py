@@ -87,6 +87,9 @@ def test_apply_creates_exactly_the_accounts_and_the_next_plan_is_clean(names: di
     vhost, user, password = names["TEST_VHOST"], names["TEST_USER"], names["APP_PASSWORD"]
     planned = run(names, "plan", file)
     assert f"+ user {user}" in planned.output
+    order = [c["kind"] for c in json.loads(run(names, "plan", "--json", file).output)["changes"]]
+    # apply runs changes in this order: the vhost, its settings and limits, users, permissions, then queues
+    assert order == ["vhost", "vhost_limit", "vhost_limit", "user", "permission", "permission", "topic_permission", "queue"]
     applied = run(names, "apply", file)
     assert applied.exit_code == 0, applied.output
 
@@ -110,6 +113,8 @@ def test_apply_creates_exactly_the_accounts_and_the_next_plan_is_clean(names: di
     assert again.exit_code == 0, again.output
     as_json = run(names, "plan", "--json", file)
     assert json.loads(as_json.output)["changes"] == []
+    rendered = run(names, "render", file, "-o", "-")  # run() greps this output for the password too
+    assert rendered.exit_code == 0 and "work" in rendered.output
 
 
 def test_hand_made_changes_are_drift_and_apply_repairs_them(names: dict[str, str], tmp_path: Path) -> None:
