@@ -89,7 +89,8 @@ def test_apply_creates_exactly_the_accounts_and_the_next_plan_is_clean(names: di
     assert f"+ user {user}" in planned.output
     order = [c["kind"] for c in json.loads(run(names, "plan", "--json", file).output)["changes"]]
     # apply runs changes in this order: the vhost, its settings and limits, users, permissions, then queues
-    assert order == ["vhost", "vhost_limit", "vhost_limit", "user", "permission", "permission", "topic_permission", "queue"]
+    kinds = ["vhost", "vhost_limit", "vhost_limit", "user", "permission", "permission", "topic_permission", "queue"]
+    assert order == kinds
     applied = run(names, "apply", file)
     assert applied.exit_code == 0, applied.output
 
