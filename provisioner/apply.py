@@ -234,7 +234,9 @@ def converge(
 
 
 # What the management API needs for the writes a plan holds (reading needs 'management').
-WRITE_TAGS = {"vhost": ("administrator",), "policy": ("policymaker", "administrator")}
+WRITE_TAGS = {"vhost": ("administrator",), "policy": ("policymaker", "administrator")} | {
+    kind: ("administrator",) for kind in ("user", "permission", "topic_permission", "vhost_limit")
+}
 
 
 def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> None:
@@ -245,7 +247,7 @@ def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> Non
     """
     created = {change.name for change in plan.of(Action.CREATE, "vhost")}
     try:
-        for vhost in sorted({change.vhost for change in plan.changes} | created):
+        for vhost in sorted({change.vhost for change in plan.changes if change.vhost} | created):  # "": users
             check_login(endpoints.amqp_parameters(vhost), management.backoff, vhost_exists=vhost not in created)
         tags = set(tag_list(management.whoami()))
         for kind, allowed in WRITE_TAGS.items():

@@ -240,6 +240,7 @@ def _plan(files: tuple[str, ...], broker: Broker, prune: bool) -> Plan:
     endpoints, management = broker
     reading: list[Callable[[], Any]] = []
     desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
+    _SECRETS.update(desired.accounts.passwords())  # users' passwords: never printed, even by mistake
     return make_plan(desired, management, prune, endpoints, live_soon=reading[0] if reading else None)
 
 
@@ -355,6 +356,7 @@ def apply(
     from provisioner.topology import load
 
     desired = load(files)
+    _SECRETS.update(desired.accounts.passwords())
     endpoints, management = broker
     options = ApplyOptions(prune=prune, migrate=migrate, force=force, workers=workers, lock_timeout=lock_timeout)
     with _Progress() as progress:

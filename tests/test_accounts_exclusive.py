@@ -85,9 +85,10 @@ def test_prune_deletes_unnamed_users_but_never_the_connecting_user(
 def test_the_last_administrator_is_never_removed(throwaway_node: ThrowawayNode, tmp_path: Path) -> None:  # noqa: F811
     node = throwaway_node
     put_user(node, "admin2", "administrator")
+    live_hash = requests.get(f"{node.management_url}/api/users/guest", timeout=10).json()["password_hash"]
     demoted = write(
         tmp_path,
-        TOPOLOGY.replace("users:\n", "users:\n  guest: {password: guest, tags: []}\n"),
+        TOPOLOGY.replace("users:\n", f"users:\n  guest: {{password_hash: '{live_hash}', tags: []}}\n"),
     )
     refused = run(node, "apply", "--prune", demoted)
     assert refused.exit_code == 1

@@ -187,6 +187,10 @@ class Accounts:
     def is_empty(self) -> bool:
         return self.users is None and not self.owned and not self.settings
 
+    def passwords(self) -> set[str]:
+        """The users' passwords and hashes, for the CLI's last line of defence (redact)."""
+        return {s for u in self.users or () for s in (u.credential.password, u.credential.password_hash) if s}
+
     def owns(self, vhost: str, kind: str) -> bool:
         return (vhost, kind) in self.owned
 
