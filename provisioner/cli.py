@@ -306,7 +306,9 @@ def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
         say(f"DRIFT: the broker differs from {sources}")
     for change in result.changes:
         say(
-            f"drift: {change.action.value} {change.kind} {change.name!r} in {change.vhost!r}: {change.reason}"
+            f"drift: {change.action.value} {change.kind} {change.name!r} "
+            + (f"in {change.vhost!r}" if change.vhost else "(cluster-wide)")  # users have no vhost
+            + f": {change.reason}"
             + parked_text(change)
         )
     for item in result.drift:

@@ -133,7 +133,7 @@ def test_hand_made_changes_are_drift_and_apply_repairs_them(names: dict[str, str
     assert drift.exit_code == 2, drift.output
     assert f"update permission '{user}' in '{vhost}': configure: '.*' -> '^app\\\\.'" in drift.output
     assert f"create vhost_limit 'max-queues' in '{vhost}'" in drift.output
-    assert f"update user '{user}'" in drift.output and "tags: [management, monitoring] -> [management]" in drift.output
+    assert f"update user '{user}' (cluster-wide): tags: [management, monitoring] -> [management]" in drift.output
     assert f"update vhost '{vhost}' in '{vhost}': description: changed by hand -> the shop" in drift.output
     assert "password" not in drift.output  # the password did not change: hashed with the live salt, it matches
 
