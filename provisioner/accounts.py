@@ -41,12 +41,26 @@ def account_differences(
         found, left = _keyed(wanted, owned, prune, _kept_permission(protected) if kind == "permission" else _never)
         changes += found
         unmanaged += left
+    _refuse_narrowing_the_connecting_user(desired, protected)
     if desired.users is not None and live.users is not None:
         found, left = _users(desired, live.users, prune, protected)
         changes += found
         unmanaged += left
         _refuse_no_administrator(live.users, found)
     return changes, unmanaged
+
+
+def _refuse_narrowing_the_connecting_user(desired: Accounts, protected: frozenset[str]) -> None:
+    """The connecting user's permissions in a vhost it applies must stay full: the apply declares with them."""
+    for permission in desired.permissions:
+        if permission.user in protected and (permission.configure, permission.write, permission.read) != FULL:
+            raise UnsafeChange(
+                f"refusing: provision applies vhost {permission.vhost!r} as user {permission.user!r}, whose "
+                f"permissions there must stay configure/write/read '.*' (narrowed, this and every later apply fails)"
+            )
+
+
+FULL = (".*", ".*", ".*")
 
 
 def _never(resource: Any) -> str:

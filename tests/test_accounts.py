@@ -215,6 +215,16 @@ def test_a_default_queue_type_the_broker_cannot_change_is_one_line(names: dict[s
     assert "only when it creates the vhost" in refused.output and "Traceback" not in refused.output
 
 
+def test_narrowing_the_connecting_users_permission_is_refused(names: dict[str, str], tmp_path: Path) -> None:
+    narrowed = TOPOLOGY.replace('guest: {configure: ".*", write: ".*"', 'guest: {configure: "^app", write: ".*"')
+    file = write(tmp_path, narrowed, names["TEST_USER"])
+    refused = run(names, "apply", file)
+    assert refused.exit_code == 1
+    assert refused.output.startswith("error: refusing: provision applies vhost")
+    assert len(refused.output.splitlines()) == 1
+    assert api("GET", f"vhosts/{names['TEST_VHOST']}").status_code == 404  # nothing was changed
+
+
 def test_a_topology_without_accounts_reads_and_touches_none(names: dict[str, str], tmp_path: Path) -> None:
     """A vhost that names no permissions key leaves its permissions alone, even with --prune."""
     vhost = names["TEST_VHOST"]
