@@ -21,10 +21,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from provisioner.dlq.letters import DeadLetterQueue, Destination, Letter
 from provisioner.errors import BrokerError
 
-IDLE_SECONDS = 1.0  # a ready message arrives well within this; silence means the queue has no more
-ROTATE_PREFETCH = 50  # quorum: messages in flight, each returned (one delivery more) if the process dies
-
-Decide = Callable[[Letter], Destination | None]  # where a letter goes; None: it stays in the queue
+# Where a letter goes; None: it stays (not selected); a text: it stays, and that is why it could not go.
+Decide = Callable[[Letter], "Destination | str | None"]
 
 
 @dataclass
@@ -57,18 +55,16 @@ def _letter(properties: pika.BasicProperties, body: bytes) -> Letter:
 
 
 def _deliveries(channel: BlockingChannel, queue: str, total: int) -> Iterator[tuple[int, pika.BasicProperties, bytes]]:
-    """The first ``total`` messages of the queue (fewer if it runs dry), as (tag, properties, body)."""
-    if total <= 0:
-        return
-    received = 0
-    for method, properties, body in channel.consume(queue, inactivity_timeout=IDLE_SECONDS):
+    """The first ``total`` messages of the queue (fewer if it runs dry), as (tag, properties, body).
+
+    One basic.get each: a consumer's prefetched surplus would be nacked back on
+    cancel, and on a quorum queue that counts as a delivery and moves it ahead.
+    """
+    for _ in range(total):
+        method, properties, body = channel.basic_get(queue, auto_ack=False)
         if method is None:
-            break
+            return
         yield method.delivery_tag, properties, body
-        received += 1
-        if received >= total:
-            break
-    channel.cancel()
 
 
 def peek(connection: pika.BlockingConnection, queue: DeadLetterQueue, limit: int) -> PassReport:
@@ -77,7 +73,6 @@ def peek(connection: pika.BlockingConnection, queue: DeadLetterQueue, limit: int
         return run_pass(connection, queue, lambda _: None, keep=limit)
     report = PassReport()
     channel = connection.channel()
-    channel.basic_qos(prefetch_count=max(1, min(limit, 65535)))
     for _, properties, body in _deliveries(channel, queue.name, min(limit, message_count(connection, queue))):
         report.seen.append(_letter(properties, body))
     channel.close()  # never acked: the broker puts them back where they were
@@ -85,7 +80,7 @@ def peek(connection: pika.BlockingConnection, queue: DeadLetterQueue, limit: int
     return report
 
 
-class _Targets:
+class Targets:
     """Checks each destination once (passive declare) before the first message goes there."""
 
     def __init__(self, connection: pika.BlockingConnection) -> None:
@@ -116,12 +111,14 @@ class _Targets:
 def _copy(properties: pika.BasicProperties) -> pika.BasicProperties:
     """The properties to publish a copy with; the broker's delivery count is not the message's."""
     headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-delivery-count"}
-    names = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to")
-    names += ("expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+    names: tuple[str, ...] = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id")
+    names += ("reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
     return pika.BasicProperties(headers=headers or None, **{n: getattr(properties, n) for n in names})
 
 
-def _publish(channel: BlockingChannel, destination: Destination, properties: pika.BasicProperties, body: bytes) -> str | None:
+def _publish(
+    channel: BlockingChannel, destination: Destination, properties: pika.BasicProperties, body: bytes
+) -> str | None:
     """Publish with mandatory on a confirming channel; the refusal's reason, or None once confirmed."""
     try:
         channel.basic_publish(destination.exchange, destination.routing_key, body, _copy(properties), mandatory=True)
@@ -148,10 +145,8 @@ def run_pass(
     """
     total = message_count(connection, queue)
     report = PassReport()
-    targets = _Targets(connection)
+    targets = Targets(connection)
     inbound, outbound = connection.channel(), connection.channel()
-    # Classic: messages that stay are never acked, so every message present may be in flight at once.
-    inbound.basic_qos(prefetch_count=ROTATE_PREFETCH if queue.quorum else 0)
     outbound.confirm_delivery()
     home = Destination("", queue.name, "stays")
     for tag, properties, body in _deliveries(inbound, queue.name, total):
@@ -159,8 +154,10 @@ def run_pass(
         if len(report.seen) < keep:
             report.seen.append(letter)
         chosen = decide(letter) if limit is None or report.moved < limit else None
-        refusal = targets.problem(chosen) if chosen is not None else None
-        if chosen is not None and refusal is None:
+        refusal = chosen if isinstance(chosen, str) else None
+        if isinstance(chosen, Destination):
+            refusal = targets.problem(chosen)
+        if isinstance(chosen, Destination) and refusal is None:
             refusal = _publish(outbound, chosen, properties, body)
             if refusal is None:
                 inbound.basic_ack(tag)
@@ -176,6 +173,8 @@ def run_pass(
                 inbound.basic_ack(tag)
         if progress is not None:
             progress(1)
+        if not queue.quorum and limit is not None and report.moved >= limit:
+            break  # the rest of a classic queue was never touched
     inbound.close()  # classic: what stayed unacked goes back to its place
     outbound.close()
     return report

@@ -157,7 +157,7 @@ def find_dead_letter_queue(topology: Topology, name: str) -> DeadLetterQueue:
     if any(queue.name == name for queue in topology.queues):
         raise NotADeadLetterQueue(f"queue {name!r} is not a dead-letter queue of the topology (a work queue)")
     known = ", ".join(q.name for q in dead_letter_queues(topology)) or "none"
-    raise NotADeadLetterQueue(f"queue {name!r} is not a dead-letter queue of the topology (dead-letter queues: {known})")
+    raise NotADeadLetterQueue(f"queue {name!r} is not a dead-letter queue of the topology (those are: {known})")
 
 
 def foreign_queues(topology: Topology) -> frozenset[str]:
