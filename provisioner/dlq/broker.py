@@ -177,6 +177,7 @@ def run_pass(
             break  # the rest of a classic queue was never touched
     inbound.close()  # classic: what stayed unacked goes back to its place
     outbound.close()
+    report.stayed = max(report.stayed, total - report.moved)  # a classic pass stops at --limit
     return report
 
 

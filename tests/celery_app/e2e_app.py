@@ -48,3 +48,11 @@ def stamp(value: int) -> None:
 @app.task(name="e2e.notify")
 def notify(value: str) -> None:
     observe(task="notify", value=value)
+
+
+@app.task(name="e2e.flaky")
+def flaky(value: int) -> None:
+    """Fails while the file `fail.flag` exists in the worker's directory (a bug, then its fix)."""
+    if os.path.exists("fail.flag"):
+        raise RuntimeError(f"flag set, cannot handle {value}")
+    observe(task="flaky", value=value)
