@@ -227,7 +227,7 @@ def test_wrong_password_is_one_line_without_the_password(shop: tuple[Path, str])
 @pytest.mark.parametrize("dlq", ["orders.dead", "parking"])
 def test_replay_killed_mid_way_and_run_again_loses_nothing(shop: tuple[Path, str], dlq: str) -> None:
     topology, vhost = shop
-    total = 3000
+    total = 1000
     publish(vhost, dlq, [failed("t.a", "ValueError", "target", n) for n in range(total)])
     connection = pika.BlockingConnection(parameters(vhost))
     connection.channel().queue_declare("target", durable=True)
@@ -235,7 +235,7 @@ def test_replay_killed_mid_way_and_run_again_loses_nothing(shop: tuple[Path, str
     env = {**os.environ, "TEST_VHOST": vhost}
     command = [sys.executable, "-m", "provisioner.cli", "dlq", "replay", str(topology), dlq]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: counts(vhost, "target")[0] >= 200 or process.poll() is not None)
+    wait_for(lambda: counts(vhost, "target")[0] >= 100 or process.poll() is not None)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "replay finished before it could be killed"
