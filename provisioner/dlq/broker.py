@@ -148,7 +148,6 @@ def run_pass(
     targets = Targets(connection)
     inbound, outbound = connection.channel(), connection.channel()
     outbound.confirm_delivery()
-    home = Destination("", queue.name, "stays")
     for tag, properties, body in _deliveries(inbound, queue.name, total):
         letter = _letter(properties, body)
         if len(report.seen) < keep:
@@ -166,11 +165,8 @@ def run_pass(
             if refusal is not None:
                 report.failed[refusal] = report.failed.get(refusal, 0) + 1
             report.stayed += 1
-            if queue.quorum:  # to its own tail, in order: a requeue would count as a delivery
-                again = _publish(outbound, home, properties, body)
-                if again is not None:
-                    raise BrokerError(f"cannot keep a message in {queue.name!r}: {again}; it stays unacked")
-                inbound.basic_ack(tag)
+            if queue.quorum:
+                _keep_at_tail(inbound, outbound, queue.name, tag, properties, body)
         if progress is not None:
             progress(1)
         if not queue.quorum and limit is not None and report.moved >= limit:
@@ -179,6 +175,21 @@ def run_pass(
     outbound.close()
     report.stayed = max(report.stayed, total - report.moved)  # a classic pass stops at --limit
     return report
+
+
+def _keep_at_tail(
+    inbound: BlockingChannel,
+    outbound: BlockingChannel,
+    queue: str,
+    tag: int,
+    properties: pika.BasicProperties,
+    body: bytes,
+) -> None:
+    """Move a quorum queue's message to its own tail, in order: a requeue would count as a delivery."""
+    refusal = _publish(outbound, Destination("", queue, "stays"), properties, body)
+    if refusal is not None:
+        raise BrokerError(f"cannot keep a message in {queue!r}: {refusal}; it stays unacked")
+    inbound.basic_ack(tag)
 
 
 def purge(connection: pika.BlockingConnection, queue: DeadLetterQueue) -> int:
