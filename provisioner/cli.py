@@ -499,24 +499,26 @@ def _age(when: Any) -> str:
 @reports_errors
 def dlq_list(files: tuple[str, ...], as_json: bool, broker: Broker) -> None:
     """Each dead-letter queue: its source queues, exact count, oldest letter, most frequent failures."""
+    import json
+
     from provisioner.dlq.run import inventory
     from provisioner.topology import load
 
     endpoints, management = broker
     rows = inventory(load(files), endpoints, management.backoff)
     if as_json:
-        click.echo(json.dumps({"dead_letter_queues": [_inventory_json(row) for row in rows]}, indent=2))
+        say(json.dumps({"dead_letter_queues": [_inventory_json(row) for row in rows]}, indent=2))
         return
     if not rows:
-        click.echo("The topology has no dead-letter queues.")
+        say("The topology has no dead-letter queues.")
     for row in rows:
         sources = ", ".join(row.queue.sources)
-        click.echo(
+        say(
             f"{row.queue.name}  (vhost {row.queue.vhost!r}, from {sources}): {row.messages} message(s), "
             f"oldest {_age(row.oldest)}"
         )
         for task, exception, count in row.failures:
-            click.echo(f"    {count:>6}  {task}  {exception}")
+            say(f"    {count:>6}  {task}  {exception}")
 
 
 def _inventory_json(row: Any) -> dict[str, Any]:
@@ -539,6 +541,8 @@ def _inventory_json(row: Any) -> dict[str, Any]:
 @reports_errors
 def dlq_show(files: tuple[str, ...], queue: str, count: int, as_json: bool, broker: Broker) -> None:
     """The first N messages of dead-letter QUEUE, left in place and in order."""
+    import json
+
     from provisioner.dlq.run import show
     from provisioner.topology import load
 
@@ -546,16 +550,16 @@ def dlq_show(files: tuple[str, ...], queue: str, count: int, as_json: bool, brok
     found, total, letters = show(load(files), queue, count, endpoints, management.backoff)
     if as_json:
         shown = [_letter_json(letter, target) for letter, target in letters]
-        click.echo(json.dumps({"queue": found.name, "vhost": found.vhost, "messages": total, "shown": shown}, indent=2))
+        say(json.dumps({"queue": found.name, "vhost": found.vhost, "messages": total, "shown": shown}, indent=2))
         return
-    click.echo(f"{found.name} (vhost {found.vhost!r}): {total} message(s), showing {len(letters)}")
+    say(f"{found.name} (vhost {found.vhost!r}): {total} message(s), showing {len(letters)}")
     for position, (letter, target) in enumerate(letters, 1):
         for line in _letter_lines(position, letter, target):
-            click.echo(line)
+            say(line)
 
 
 def _letter_lines(position: int, letter: Any, target: Any) -> list[str]:
-    from provisioner.errors import one_line
+    import json
 
     lines = [f"#{position}  task {letter.task or '-'}  exception {one_line(letter.exception or '-')}"]
     for death in letter.deaths:
@@ -575,6 +579,8 @@ def _letter_lines(position: int, letter: Any, target: Any) -> list[str]:
 
 
 def _letter_json(letter: Any, target: Any) -> dict[str, Any]:
+    import json
+
     return {
         "task": letter.task,
         "exception": letter.exception,
@@ -623,7 +629,6 @@ def dlq_replay(
     """Move messages of dead-letter QUEUE back where they came from, each removed only once its copy is confirmed."""
     from provisioner.dlq.letters import Selection
     from provisioner.dlq.run import replay
-    from provisioner.errors import one_line
 
     endpoints, management = broker
     with _Bar("replaying") as bar:
@@ -642,15 +647,15 @@ def dlq_replay(
     for move in report.plan:
         where_to = move.destination.describe() if move.destination else f"stays ({move.reason})"
         what = f"{move.letter.task or '-'} ({move.letter.exception_type or '-'})"
-        click.echo(f"would move #{move.position} {what} -> {where_to}")
+        say(f"would move #{move.position} {what} -> {where_to}")
     verb = "would replay" if dry_run else "replayed"
-    click.echo(f"{verb} {report.moved} message(s) from {report.queue.name}; {report.stayed} stay in it")
+    say(f"{verb} {report.moved} message(s) from {report.queue.name}; {report.stayed} stay in it")
     problems = dict(report.failed)
     for move in report.plan:
         if move.destination is None and move.reason not in ("not selected", "--limit"):
             problems[move.reason] = problems.get(move.reason, 0) + 1
     for reason, count in sorted(problems.items()):
-        click.echo(f"error: {count} message(s) stay in {report.queue.name}: {one_line(reason)}", err=True)
+        say(f"error: {count} message(s) stay in {report.queue.name}: {one_line(reason)}", err=True)
     if problems:
         sys.exit(EXIT_ERROR)
 
@@ -678,7 +683,7 @@ def dlq_purge(files: tuple[str, ...], queue: str, force: bool, broker: Broker) -
         raise ProvisionerError(f"purge deletes the messages of {queue!r} for good; add --force")
     endpoints, management = broker
     found, count = purge(topology, queue, endpoints, management.backoff)
-    click.echo(f"purged {count} message(s) from {found.name} (vhost {found.vhost!r})")
+    say(f"purged {count} message(s) from {found.name} (vhost {found.vhost!r})")
 
 
 class _Bar:
