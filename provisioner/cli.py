@@ -475,6 +475,7 @@ def export(
         err=True,
     )
 
+
 @main.group()
 def dlq() -> None:
     """Dead-letter queues of the topology: list, show, replay, purge (see README, Dead letters)."""

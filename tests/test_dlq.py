@@ -15,7 +15,7 @@ import pika
 import pytest
 from celery_worker import counts, drain, publisher, start_worker
 from click.testing import CliRunner
-from rabbit import parameters, wait_for
+from rabbit import AMQP_PORT, HOST, parameters, wait_for
 
 from provisioner.cli import main
 from provisioner.dlq.letters import Letter, NotADeadLetterQueue, destination, find_dead_letter_queue
@@ -217,7 +217,7 @@ def test_wrong_password_is_one_line_without_the_password(shop: tuple[Path, str])
     topology, vhost = shop
     result = CliRunner().invoke(
         main,
-        ["dlq", "list", str(topology), "--amqp-url", "amqp://guest:s3cret-pw@127.0.0.1:5672/", "--retry-seconds", "0"],
+        ["dlq", "list", str(topology), "--amqp-url", f"amqp://guest:s3cret-pw@{HOST}:{AMQP_PORT}/", "--retry-seconds", "0"],
         env={"TEST_VHOST": vhost},
     )
     assert result.exit_code == 1 and "s3cret-pw" not in result.output and "Traceback" not in result.output
