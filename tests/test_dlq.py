@@ -215,9 +215,10 @@ def test_purge_deletes_a_dead_letter_queue_only_with_force_and_never_a_work_queu
 
 def test_wrong_password_is_one_line_without_the_password(shop: tuple[Path, str]) -> None:
     topology, vhost = shop
+    wrong = f"amqp://guest:s3cret-pw@{HOST}:{AMQP_PORT}/"
     result = CliRunner().invoke(
         main,
-        ["dlq", "list", str(topology), "--amqp-url", f"amqp://guest:s3cret-pw@{HOST}:{AMQP_PORT}/", "--retry-seconds", "0"],
+        ["dlq", "list", str(topology), "--amqp-url", wrong, "--retry-seconds", "0"],
         env={"TEST_VHOST": vhost},
     )
     assert result.exit_code == 1 and "s3cret-pw" not in result.output and "Traceback" not in result.output
