@@ -725,6 +725,14 @@ def test_keys_yaml_reads_as_other_types_are_named_with_their_line(tmp_path: Path
     assert load([quoted], environ={}).queues[0].name == key
 
 
+@pytest.mark.parametrize("name", ['"0\\n"', '"\\r"', '" padded"', '"tab\\t"', '"bell\\a"'])
+def test_names_the_broker_would_trim_are_refused(tmp_path: Path, name: str) -> None:
+    """RabbitMQ trims white space around names ("\\n" becomes the default exchange): refuse them at their line."""
+    path = write(tmp_path, f"version: 1\nexchanges:\n  {name}: {{type: direct}}\nqueues:\n  {name}: {{}}\n")
+    found = problems_of(path)
+    assert len(found) == 2 and all("has white space around it or a control character" in p for p in found), found
+
+
 VALUE_CASES = {
     "dashes": ('x-max-length: "--5"', "x-max-length must be an integer, not the string '--5'"),
     "superscript": ('x-max-length: "²"', "x-max-length must be an integer, not the string '²'"),

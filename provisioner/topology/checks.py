@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,6 +48,11 @@ def meaning_problems(topology: Topology, origins: dict[Key, Origin]) -> list[Pro
     return [problem for check in CHECKS for problem in check(topology, origins)]
 
 
+def plain_name(name: str) -> bool:
+    """A name the broker keeps as written: no white space around it, no control character in it."""
+    return name == name.strip() and not any(unicodedata.category(ch) == "Cc" for ch in name)
+
+
 def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """Names fit the broker's 255-byte limit and stay out of the reserved ``amq.`` space."""
     named: tuple[VHost | Exchange | Queue | Policy, ...] = (
@@ -59,6 +65,12 @@ def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Prob
         origin = origins[resource.key]
         if len(resource.name.encode("utf-8")) > MAX_NAME_BYTES:
             yield origin.problem(f"{resource.kind} name is longer than {MAX_NAME_BYTES} bytes (UTF-8)", at_key=True)
+        if resource.kind in ("exchange", "queue") and not plain_name(resource.name):
+            yield origin.problem(
+                f"{resource.kind} name {resource.name!r} has white space around it or a control character: "
+                "the broker trims names, so it would hold another object than the topology names",
+                at_key=True,
+            )
         if resource.kind in ("exchange", "queue") and resource.name.startswith("amq."):
             yield origin.problem(f"{resource.kind} names starting with 'amq.' are reserved by the broker", at_key=True)
         if resource.kind == "queue" and (
