@@ -14,6 +14,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -111,9 +112,14 @@ class OperationFailed(BrokerError):
 
 
 def _declare(channel: BlockingChannel, operation: Operation) -> None:
+    _declare_on(channel, operation)
+
+
+def _declare_on(target: Any, operation: Operation) -> None:
+    """Declare on a blocking channel, or on its underlying channel (no callback: AMQP's no-wait bit)."""
     resource = operation.resource
     if isinstance(resource, Exchange):
-        channel.exchange_declare(
+        target.exchange_declare(
             resource.name,
             resource.type,
             durable=resource.durable,
@@ -122,7 +128,7 @@ def _declare(channel: BlockingChannel, operation: Operation) -> None:
             arguments=resource.arguments or None,
         )
     elif isinstance(resource, Queue):
-        channel.queue_declare(
+        target.queue_declare(
             resource.name,
             durable=resource.durable,
             auto_delete=resource.auto_delete,
@@ -167,23 +173,7 @@ BATCH = 200
 
 def _declare_nowait(channel: BlockingChannel, operation: Operation) -> None:
     """Declare without waiting for the broker's answer (pika's BlockingChannel has no no-wait form)."""
-    resource, impl = operation.resource, channel._impl  # callback=None is AMQP's no-wait bit
-    if isinstance(resource, Exchange):
-        impl.exchange_declare(
-            resource.name,
-            resource.type,
-            durable=resource.durable,
-            auto_delete=resource.auto_delete,
-            internal=resource.internal,
-            arguments=resource.arguments or None,
-        )
-    elif isinstance(resource, Queue):
-        impl.queue_declare(
-            resource.name,
-            durable=resource.durable,
-            auto_delete=resource.auto_delete,
-            arguments=resource.declare_arguments or None,
-        )
+    _declare_on(channel._impl, operation)
 
 
 def _bind_nowait(channel: BlockingChannel, operation: Operation) -> None:
