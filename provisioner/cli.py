@@ -23,6 +23,7 @@ from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
 from provisioner.redact import redact
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
+    from provisioner.broker.live import LiveVhost
     from provisioner.plan import Plan
     from provisioner.topology.model import Topology
 
@@ -238,7 +239,7 @@ def _plan(files: tuple[str, ...], broker: Broker, prune: bool) -> Plan:
     from provisioner.topology import load
 
     endpoints, management = broker
-    reading: list[Callable[[], Any]] = []
+    reading: list[Callable[[Topology | None], dict[str, LiveVhost]]] = []
     desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
     _SECRETS.update(desired.accounts.passwords())  # users' passwords: never printed, even by mistake
     return make_plan(desired, management, prune, endpoints, live_soon=reading[0] if reading else None)

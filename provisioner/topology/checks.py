@@ -386,7 +386,8 @@ def check_values(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Pro
                 "arguments",
                 "x-dead-letter-routing-key",
             )
-    for resource in (*topology.exchanges, *topology.bindings):
+    resources: tuple[Exchange | Binding, ...] = (*topology.exchanges, *topology.bindings)
+    for resource in resources:
         for name, value in resource.arguments.items():
             problem = table_value_problem(value)
             if problem:

@@ -58,7 +58,7 @@ class NonScalarKey(yaml.MarkedYAMLError):
 
 # libyaml's parser where PyYAML was built with it (about ten times faster), the pure-Python one otherwise.
 try:
-    from yaml.cyaml import CParser as _Parser
+    from yaml.cyaml import CParser as _Parser  # type: ignore[attr-defined]  # the stubs omit it
 except ImportError:  # PyYAML built without libyaml
     _Parser = yaml.SafeLoader  # type: ignore[misc,assignment]
 
@@ -95,8 +95,8 @@ def _construct_sequence(loader: _MarkingLoader, node: yaml.SequenceNode) -> Any:
         data.item_marks.append(_mark(item))
 
 
-_MarkingLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-_MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+_MarkingLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # type: ignore[type-var]
+_MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
