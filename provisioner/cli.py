@@ -23,7 +23,7 @@ from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
 from provisioner.redact import redact
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
-    from provisioner.broker.live import LiveVhost
+    from provisioner.live_state import LiveVhost
     from provisioner.plan import Plan
     from provisioner.topology.model import Topology
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from provisioner.broker.live import LiveVhost
 from provisioner.drift import external_problems, hidden_drift, queue_settings
+from provisioner.live_state import LiveVhost
 from provisioner.migrate import is_migration_queue, original_name
 from provisioner.plan import (
     PHASE_INDEX,

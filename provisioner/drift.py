@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioner.broker.live import LiveVhost
+from provisioner.live_state import LiveVhost
 from provisioner.plan import Drift, Hit, QueueSettings
 from provisioner.topology.model import Exchange, OperatorPolicy, Policy, Queue, Topology
 from provisioner.topology.policies import Effective, PolicySet, effective

@@ -16,9 +16,9 @@ import pika
 from click.testing import CliRunner, Result
 from rabbit import api, fresh_vhost, parameters, wait_for
 
-from provisioner.broker.live import live_from_definitions
 from provisioner.cli import main
 from provisioner.diff import differences
+from provisioner.live_state import live_from_definitions
 from provisioner.output import plan_lines
 from provisioner.topology import load
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioner.broker.live import celery_delayed_binding, celery_owned, live_from_definitions
+from provisioner.live_state import celery_delayed_binding, celery_owned, live_from_definitions
 from provisioner.topology.model import Binding, Exchange, Queue, Topology, VHost
 
 DESIRED = Topology(

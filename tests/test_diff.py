@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.broker.live import live_from_definitions
 from provisioner.diff import differences
+from provisioner.live_state import live_from_definitions
 from provisioner.output import plan_lines
 from provisioner.plan import Action
 from provisioner.topology import load

@@ -611,8 +611,8 @@ CASES: dict[str, tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]] = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_loading_the_export_gives_back_the_objects_read(case: str, tmp_path: Path) -> None:
-    from provisioner.broker.live import live_from_definitions
     from provisioner.export.source import Definitions
+    from provisioner.live_state import live_from_definitions
 
     objects, expected_queues = CASES[case]
     objects = {kind: objects.get(kind, []) for kind in ("exchanges", "queues", "bindings", "policies")}

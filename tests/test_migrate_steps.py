@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from provisioner.broker.live import live_from_definitions
 from provisioner.diff import differences
+from provisioner.live_state import live_from_definitions
 from provisioner.migrate import (
     Bind,
     Declare,

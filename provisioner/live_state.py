@@ -1,0 +1,210 @@
+"""Pure: a vhost's definitions document -> the same model types the topology uses, normalised the same way.
+
+No I/O here (broker/live.py fetches the documents): recorded answers make the
+diff tests. What the broker or Celery make on their own is left out, so it can
+never show as drift.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.topology.model import (
+    LOCK_QUEUE,
+    PROBE_SUFFIX,
+    Binding,
+    Exchange,
+    OperatorPolicy,
+    Policy,
+    Queue,
+    Topology,
+    VHost,
+    canonical_arguments,
+)
+
+# Native delayed delivery (kombu.transport.native_delayed_delivery): 28 levels of exchange + queue, and the
+# exchange the last level dead-letters into. Exact names, never a pattern.
+CELERY_DELAYED_LEVELS = tuple(f"celery_delayed_{level}" for level in range(28))
+CELERY_DELAYED_DELIVERY = "celery_delayed_delivery"
+
+# Objects Celery (kombu) declares by itself: remote control, events, worker-direct, native delayed delivery.
+CELERY_OWNED_EXCHANGES = (
+    "celery.pidbox",
+    "reply.celery.pidbox",
+    "celeryev",
+    "C.dq2",
+    *CELERY_DELAYED_LEVELS,
+    CELERY_DELAYED_DELIVERY,
+)
+CELERY_OWNED_QUEUES = ("*.celery.pidbox", "*.reply.celery.pidbox", "celeryev.*", "*.dq2", *CELERY_DELAYED_LEVELS)
+
+
+_CELERY_OWNED = {
+    kind: re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
+    for kind, patterns in (("exchange", CELERY_OWNED_EXCHANGES), ("queue", CELERY_OWNED_QUEUES))
+}
+
+
+def celery_owned(kind: str, name: str) -> bool:
+    """Whether Celery makes this object itself (never drift, never pruned)."""
+    return _CELERY_OWNED[kind].match(name) is not None
+
+
+def delayed_delivery_key(routing_key: str) -> str:
+    """The key Celery binds a queue with for native delayed delivery (kombu's rule)."""
+    return routing_key if routing_key.startswith("#") else f"#.{routing_key}"
+
+
+def celery_delayed_binding(binding: Binding, desired: Topology) -> bool:
+    """Whether a worker on the rendered config made this binding for native delayed delivery.
+
+    Exactly: ``#.{key}`` without arguments, from the exchange of one of the
+    queue's own topology bindings (key ``key``), when that exchange is neither
+    direct (Celery skips those) nor headers (never bound so; such a binding
+    would capture every message of the exchange).
+    """
+    if binding.destination_type != "queue" or binding.arguments or desired.has_binding(binding):
+        return False  # a binding of the topology itself (key starting with #) stays managed
+    return any(
+        wanted.source == binding.source
+        and delayed_delivery_key(wanted.routing_key) == binding.routing_key
+        and desired.exchange_type(binding.vhost, wanted.source) not in (None, "direct", "headers")
+        for wanted in desired.bindings_of(binding.vhost, binding.destination)
+    )
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What a plan shows beside a queue it would replace or delete."""
+
+    messages: int = 0
+    consumers: int = 0
+
+
+@dataclass(frozen=True)
+class LiveVhost:
+    """One vhost as the broker holds it; ``topology`` holds only objects a topology could manage."""
+
+    name: str
+    exists: bool
+    topology: Topology = field(default_factory=Topology)
+    stats: dict[str, QueueStats] = field(default_factory=dict)
+    ignored: int = 0  # objects of Celery's or the broker's own, left out
+    version: str = ""  # the broker's RabbitMQ version, as its definitions say ("" when unknown)
+
+
+def live_from_definitions(
+    vhost: str,
+    definitions: dict[str, Any],
+    details: dict[str, dict[str, Any]] | None = None,
+    desired: Topology | None = None,
+    operator_policies: list[dict[str, Any]] | None = None,
+) -> LiveVhost:
+    """Pure: the management API's answers -> LiveVhost (recorded answers make the diff tests).
+
+    ``details`` (GET /api/queues rows) adds counts; without it a queue's type
+    comes from its ``x-queue-type`` argument, the only way a type is set.
+    Definitions never hold exclusive queues. With ``desired``, the bindings
+    Celery's native delayed delivery makes for its bindings are left out too.
+    """
+    details = details or {}
+    ignored = 0
+    exchanges = []
+    for item in definitions.get("exchanges", []):
+        if item["name"] == "" or item["name"].startswith("amq.") or celery_owned("exchange", item["name"]):
+            ignored += 1
+            continue
+        exchanges.append(
+            Exchange(
+                vhost,
+                item["name"],
+                item["type"],
+                durable=bool(item.get("durable", True)),
+                auto_delete=bool(item.get("auto_delete", False)),
+                internal=bool(item.get("internal", False)),
+                arguments=canonical_arguments(item.get("arguments")),
+            )
+        )
+    queues = []
+    skipped_queues: set[str] = set()
+    for item in definitions.get("queues", []):
+        name, detail = item["name"], details.get(item["name"], {})
+        if _not_managed_queue(name, detail):
+            ignored += 1
+            skipped_queues.add(name)
+            continue
+        arguments = item.get("arguments") or {}
+        queues.append(
+            Queue(
+                vhost,
+                name,
+                type=str(detail.get("type") or arguments.get("x-queue-type") or "classic"),
+                durable=bool(item.get("durable", True)),
+                auto_delete=bool(item.get("auto_delete", False)),
+                arguments=canonical_arguments(arguments),
+            )
+        )
+    known_exchanges = {x.name for x in exchanges}
+    bindings = []
+    for item in definitions.get("bindings", []):
+        source, destination = item["source"], item["destination"]
+        if (
+            source == ""
+            or (source not in known_exchanges and not source.startswith("amq."))
+            or (item["destination_type"] == "queue" and destination in skipped_queues)
+            or (item["destination_type"] == "exchange" and destination not in known_exchanges)
+        ):
+            ignored += 1
+            continue
+        binding = Binding(
+            vhost,
+            source,
+            destination,
+            item["destination_type"],
+            item.get("routing_key", ""),
+            canonical_arguments(item.get("arguments")),
+        )
+        if desired is not None and celery_delayed_binding(binding, desired):
+            ignored += 1
+            continue
+        bindings.append(binding)
+    policies = [_policy(Policy, vhost, item) for item in definitions.get("policies", [])]
+    policies += [_policy(OperatorPolicy, vhost, item) for item in operator_policies or []]
+    stats = {
+        name: QueueStats(int(detail.get("messages") or 0), int(detail.get("consumers") or 0))
+        for name, detail in details.items()
+    }
+    topology = Topology(
+        vhosts=(VHost(vhost),),
+        exchanges=tuple(exchanges),
+        queues=tuple(queues),
+        bindings=tuple(bindings),
+        policies=tuple(policies),
+    )
+    return LiveVhost(vhost, True, topology, stats, ignored, str(definitions.get("rabbit_version") or ""))
+
+
+def _policy(kind: type[Policy], vhost: str, item: dict[str, Any]) -> Policy:
+    """A policy or operator policy as the management API lists it."""
+    return kind(
+        vhost,
+        item["name"],
+        item["pattern"],
+        dict(item.get("definition") or {}),
+        apply_to=item.get("apply-to", "all"),
+        priority=int(item.get("priority", 0)),
+    )
+
+
+def _not_managed_queue(name: str, detail: dict[str, Any]) -> bool:
+    """Exclusive and server-named queues of running clients, Celery's own, the apply lock, a migration's probe."""
+    return (
+        bool(detail.get("exclusive"))
+        or name.startswith("amq.gen-")
+        or celery_owned("queue", name)
+        or name == LOCK_QUEUE  # the apply lock (broker/lock.py)
+        or name.endswith(PROBE_SUFFIX)  # deleted at once; expires by itself if its apply was killed
+    )
