@@ -20,7 +20,7 @@ import requests
 
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
-from provisioner.broker.migration import run_migration
+from provisioner.migration.amqp import run_migration
 from provisioner.topology.model import Queue
 
 QUEUE = "work"

@@ -18,10 +18,10 @@ from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.live import LiveVhost, read_live
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management, tag_list
-from provisioner.broker.migration import run_migration
 from provisioner.broker.retry import NO_RETRY, Backoff
 from provisioner.diff import differences
 from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
+from provisioner.migration.amqp import run_migration
 from provisioner.plan import PHASES, Action, Change, Plan
 from provisioner.profile import phase
 from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology
@@ -356,7 +356,7 @@ def _replace_exchange(executor: Executor, changes: tuple[Change, ...]) -> None:
 
 
 def _replace_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
-    """Move every message through a temporary queue (provisioner.migrate); refused without --migrate."""
+    """Move every message through a temporary queue (provisioner.migration.steps); refused without --migrate."""
     endpoints = executor.endpoints
     for change in changes:
         queue = change.after

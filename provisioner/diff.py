@@ -13,7 +13,7 @@ from typing import Any
 
 from provisioner.drift import external_problems, hidden_drift, queue_settings
 from provisioner.live_state import LiveVhost
-from provisioner.migrate import is_migration_queue, original_name
+from provisioner.migration.steps import is_migration_queue, original_name
 from provisioner.plan import (
     PHASE_INDEX,
     Action,

@@ -21,10 +21,10 @@ from provisioner.broker.amqp import ConnectFailed, open_connection
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.lock import VhostLock
 from provisioner.broker.management import Management
-from provisioner.broker.migration import PikaMigrationBroker
 from provisioner.broker.retry import NO_RETRY, is_transient
 from provisioner.cli import main
 from provisioner.errors import BrokerError
+from provisioner.migration.amqp import PikaMigrationBroker
 from provisioner.topology.model import Binding
 
 PERMIT_ALL = {"configure": ".*", "write": ".*", "read": ".*"}

@@ -16,9 +16,9 @@ from rabbit import wait_for
 from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
-from provisioner.broker.migration import run_migration
 from provisioner.broker.retry import Backoff
 from provisioner.errors import ProvisionerError
+from provisioner.migration.amqp import run_migration
 from provisioner.topology import load
 from provisioner.topology.model import Queue
 

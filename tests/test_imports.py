@@ -14,7 +14,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(provisioner.__path__, "pr
 
 
 def test_the_package_has_its_pipeline_modules() -> None:
-    assert {"provisioner.cli", "provisioner.broker.migration", "provisioner.celery.runtime"} <= set(MODULES)
+    assert {"provisioner.cli", "provisioner.migration.amqp", "provisioner.celery.runtime"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)

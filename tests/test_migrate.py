@@ -19,11 +19,11 @@ from rabbit import MANAGEMENT_URL, api, fresh_vhost, parameters, stored_argument
 
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
-from provisioner.broker.migration import PikaMigrationBroker, run_migration
 from provisioner.broker.retry import NO_RETRY
 from provisioner.cli import main
 from provisioner.errors import UnsafeChange
-from provisioner.migrate import MigrationStopped, Step, migrate_queue, temporary_name
+from provisioner.migration.amqp import PikaMigrationBroker, run_migration
+from provisioner.migration.steps import MigrationStopped, Step, migrate_queue, temporary_name
 from provisioner.topology.model import Queue
 
 QUEUE = "work"

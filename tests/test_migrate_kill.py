@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from rabbit import fresh_vhost, parameters, wait_for
 
 from provisioner.cli import main
-from provisioner.migrate import temporary_name
+from provisioner.migration.steps import temporary_name
 
 PROVISION = str(Path(sys.executable).with_name("provision"))
 QUEUE = "work"

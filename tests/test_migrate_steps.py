@@ -8,7 +8,7 @@ import pytest
 
 from provisioner.diff import differences
 from provisioner.live_state import live_from_definitions
-from provisioner.migrate import (
+from provisioner.migration.steps import (
     Bind,
     Declare,
     Delete,

@@ -12,7 +12,7 @@ PURE_MODULES = [
     "provisioner.drift",
     "provisioner.plan",
     "provisioner.live_state",
-    "provisioner.migrate",
+    "provisioner.migration.steps",
     "provisioner.topology.model",
     "provisioner.topology.checks",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from provisioner.live_state import delayed_delivery_key, live_from_definitions
-from provisioner.migrate import is_migration_queue
+from provisioner.migration.steps import is_migration_queue
 from provisioner.topology.expand import DEFAULT_DEAD_LETTER_SUFFIX, QUEUE_POLICY_PREFIX
 from provisioner.topology.model import QUEUE_ARGUMENT_NAMES, Binding, Exchange, Policy, Queue, Topology
 from provisioner.topology.schema import topology_schema

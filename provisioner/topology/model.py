@@ -20,8 +20,8 @@ Key = tuple[str, ...]
 
 # Names the provisioner keeps for its own objects; a topology may not use them.
 LOCK_QUEUE = "provisioner.lock"  # the apply lock (provisioner.broker.lock)
-MIGRATE_SUFFIX = ".provisioner-migrate"  # a migration's temporary queue (provisioner.migrate)
-PROBE_SUFFIX = ".provisioner-probe"  # a migration's trial declaration, deleted at once (provisioner.migrate)
+MIGRATE_SUFFIX = ".provisioner-migrate"  # a migration's temporary queue (migration/steps.py)
+PROBE_SUFFIX = ".provisioner-probe"  # a migration's trial declaration, deleted at once (migration/steps.py)
 
 # The broker's built-in exchanges a binding may name, and their types.
 BUILT_IN_EXCHANGE_TYPES = {

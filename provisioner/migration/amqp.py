@@ -18,7 +18,7 @@ from provisioner.broker.amqp import open_connection
 from provisioner.broker.management import Management
 from provisioner.broker.retry import DEFAULT_BACKOFF, NO_RETRY, Backoff, call_with_retry
 from provisioner.errors import BrokerError
-from provisioner.migrate import LiveQueue, MigrationReport, Observation, Step, migrate_queue
+from provisioner.migration.steps import LiveQueue, MigrationReport, Observation, Step, migrate_queue
 from provisioner.topology.model import Binding, Queue
 
 PREFETCH = 200
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class PikaMigrationBroker:
-    """A :class:`provisioner.migrate.MigrationBroker` on one pika connection to one vhost."""
+    """A :class:`provisioner.migration.steps.MigrationBroker` on one pika connection to one vhost."""
 
     def __init__(self, connection: pika.BlockingConnection, vhost: str, management: Management) -> None:
         self.connection, self.vhost, self.management = connection, vhost, management
