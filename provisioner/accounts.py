@@ -1,6 +1,7 @@
-"""Pure: the topology's users, permissions, topic permissions and vhost settings x the live ones -> changes.
+"""The topology's users, permissions, topic permissions and vhost settings x the live ones -> changes.
 
-Also the small apply handlers of these kinds (they only call broker/accounts.py).
+The comparison is pure; ``with_accounts`` reads the live accounts first. The
+kinds themselves (fields, text, apply handlers) are in provisioner/kinds.
 What must never go is kept whatever the topology says: the users apply connects
 as and their permissions in the vhosts it applies; a plan that would leave the
 cluster without an administrator is refused in one line.
@@ -9,18 +10,16 @@ cluster without an administrator is refused in one line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provisioner.broker import accounts as broker
 from provisioner.broker.accounts import LiveAccounts
 from provisioner.broker.management import Management
 from provisioner.errors import UnsafeChange
-from provisioner.plan import PHASE_INDEX, Action, Change, Plan, Unmanaged, value_text
+from provisioner.kinds import KINDS, PHASE_INDEX, describe, field_changes
+from provisioner.plan import Action, Change, FieldChange, Plan, Unmanaged
 from provisioner.topology.accounts import ADMINISTRATOR, Accounts, User, VhostSettings
 from provisioner.topology.model import Topology
-
-if TYPE_CHECKING:
-    from provisioner.apply import Executor
 
 CONNECTING = "never pruned: provision connects as this user"
 
@@ -77,13 +76,9 @@ def _settings(wanted: Iterable[VhostSettings], present: dict[str, VhostSettings]
         live = present.get(settings.name)
         if live is None:
             continue  # the vhost is created with its settings
-        reasons = [
-            f"{name}: {value_text(getattr(live, name))} -> {value_text(getattr(settings, name))}"
-            for name in ("description", "default_queue_type")
-            if getattr(settings, name) is not None and getattr(settings, name) != getattr(live, name)
-        ]
-        if reasons:
-            changes.append(Change(Action.UPDATE, live, settings, "; ".join(reasons)))
+        fields = tuple(f for f in field_changes(live, settings) if f.after is not None)  # None: left as it is
+        if fields:
+            changes.append(Change(Action.UPDATE, live, settings, KINDS["vhost"].reason(fields), fields=fields))
     return changes
 
 
@@ -98,7 +93,7 @@ def _keyed(
     for key in sorted(desired.keys() | live.keys()):
         after, before = desired.get(key), live.get(key)
         if before is None:
-            changes.append(Change(Action.CREATE, None, after, _describe(after)))
+            changes.append(Change(Action.CREATE, None, after, describe(after)))
         elif after is None:
             note = kept(before)
             if prune and not note:
@@ -106,36 +101,9 @@ def _keyed(
             else:
                 unmanaged.append(Unmanaged(before, note))
         elif after != before:
-            changes.append(Change(Action.UPDATE, before, after, _difference(before, after)))
+            fields = field_changes(before, after)
+            changes.append(Change(Action.UPDATE, before, after, KINDS[after.kind].reason(fields), fields=fields))
     return changes, unmanaged
-
-
-FIELDS = {
-    "vhost_limit": ("value",),
-    "permission": ("configure", "write", "read"),
-    "topic_permission": ("write", "read"),
-    "user": ("tags", "limits"),
-}
-
-
-def _describe(resource: Any) -> str:
-    return ", ".join(f"{name}: {_text(getattr(resource, name))}" for name in FIELDS[resource.kind])
-
-
-def _difference(before: Any, after: Any) -> str:
-    return "; ".join(
-        f"{name}: {_text(getattr(before, name))} -> {_text(getattr(after, name))}"
-        for name in FIELDS[after.kind]
-        if getattr(before, name) != getattr(after, name)
-    )
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "[" + ", ".join(value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
-    return repr(value) if isinstance(value, str) else value_text(value)
 
 
 def _users(
@@ -153,10 +121,11 @@ def _users(
     for name in password_changes:
         index = next((i for i, c in enumerate(changes) if c.name == name), None)
         if index is None:
-            changes.append(Change(Action.UPDATE, live[name], _named(wanted, name), "password"))
+            changes.append(Change(Action.UPDATE, live[name], _named(wanted, name), "password", fields=(PASSWORD,)))
         else:
+            found = changes[index]
             changes[index] = Change(
-                Action.UPDATE, live[name], changes[index].after, "password; " + changes[index].reason
+                Action.UPDATE, live[name], found.after, "password; " + found.reason, fields=(PASSWORD, *found.fields)
             )
     if desired.users_exclusive:
         for user in present:
@@ -168,6 +137,9 @@ def _users(
                 unmanaged.append(Unmanaged(user, CONNECTING if user.name in protected else ""))
     changes.sort(key=lambda c: c.key)
     return changes, unmanaged
+
+
+PASSWORD = FieldChange("password", None, None)  # changed; neither value is ever shown
 
 
 def _named(users: list[User], name: str) -> User:
@@ -188,55 +160,6 @@ def _refuse_no_administrator(present: tuple[User, ...], changes: list[Change]) -
             f"refusing to remove the last administrator ({', '.join(sorted(had))}): keep a user tagged "
             f"'administrator' in the topology"
         )
-
-
-# Apply: one small function per (action, kind); PHASES in plan.py gives the order.
-
-
-def _put_settings(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        assert isinstance(change.after, VhostSettings)
-        broker.put_vhost_settings(executor.management, change.after)
-        executor._done()
-
-
-def _each(write: Callable[[Any, Any], None], side: str) -> Callable[[Executor, tuple[Change, ...]], None]:
-    def handler(executor: Executor, changes: tuple[Change, ...]) -> None:
-        for change in changes:
-            write(executor.management, getattr(change, side))
-            executor._done()
-
-    return handler
-
-
-def _put_user(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        assert isinstance(change.after, User)
-        broker.put_user(executor.management, change.after, change.before if isinstance(change.before, User) else None)
-        executor._done()
-
-
-def _delete_user(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        broker.delete_user(executor.management, change.name)
-        executor._done()
-
-
-ACCOUNT_HANDLERS: dict[tuple[Action, str], Callable[[Executor, tuple[Change, ...]], None]] = {
-    (Action.UPDATE, "vhost"): _put_settings,
-    (Action.CREATE, "vhost_limit"): _each(broker.put_vhost_limit, "after"),
-    (Action.UPDATE, "vhost_limit"): _each(broker.put_vhost_limit, "after"),
-    (Action.CREATE, "user"): _put_user,
-    (Action.UPDATE, "user"): _put_user,
-    (Action.CREATE, "permission"): _each(broker.put_permission, "after"),
-    (Action.UPDATE, "permission"): _each(broker.put_permission, "after"),
-    (Action.CREATE, "topic_permission"): _each(broker.put_topic_permission, "after"),
-    (Action.UPDATE, "topic_permission"): _each(broker.put_topic_permission, "after"),
-    (Action.DELETE, "topic_permission"): _each(broker.delete_topic_permission, "before"),
-    (Action.DELETE, "permission"): _each(broker.delete_permission, "before"),
-    (Action.DELETE, "vhost_limit"): _each(broker.delete_vhost_limit, "before"),
-    (Action.DELETE, "user"): _delete_user,
-}
 
 
 def with_accounts(plan: Plan, desired: Topology, management: Management, prune: bool) -> Plan:

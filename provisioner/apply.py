@@ -1,4 +1,4 @@
-"""Execute a Plan in the one order plan.PHASES writes down; one small function per (action, kind).
+"""Execute a Plan in the one order of provisioner.kinds.PHASES; each kind brings its function per action.
 
 A converged broker costs one read and nothing else: no lock, no declaration,
 no write. Otherwise the vhost lock is taken, the state read again under it,
@@ -11,8 +11,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
-from provisioner.accounts import ACCOUNT_HANDLERS, with_accounts
-from provisioner.broker.accounts import vhost_body
+from provisioner.accounts import with_accounts
 from provisioner.broker.amqp import DEFAULT_WORKERS, Amqp, Operation, OperationFailed, check_login
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.live import LiveVhost, read_live
@@ -21,10 +20,11 @@ from provisioner.broker.management import Management, tag_list
 from provisioner.broker.retry import NO_RETRY, Backoff
 from provisioner.diff import differences
 from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
-from provisioner.migration.amqp import run_migration
-from provisioner.plan import PHASES, Action, Change, Plan
+from provisioner.kinds import HANDLERS, PHASES
+from provisioner.plan import Action, Change, Plan
 from provisioner.profile import phase
-from provisioner.topology.model import Binding, Exchange, Policy, Queue, Topology
+from provisioner.topology.arguments import QUEUE_ARGUMENTS
+from provisioner.topology.model import Binding, Exchange, Queue, Topology
 
 Progress = Callable[[int], None]
 
@@ -124,31 +124,18 @@ def _counted(change: Change, counts: dict[tuple[str, str], tuple[int, int]]) -> 
 
 
 # Queue arguments a policy can carry instead (x-argument -> policy key): the broker changes those in place.
-POLICY_KEYS = {
-    "x-max-length": "max-length",
-    "x-max-length-bytes": "max-length-bytes",
-    "x-message-ttl": "message-ttl",
-    "x-expires": "expires",
-    "x-overflow": "overflow",
-    "x-dead-letter-exchange": "dead-letter-exchange",
-    "x-dead-letter-routing-key": "dead-letter-routing-key",
-    "x-delivery-limit": "delivery-limit",
-}
+POLICY_KEYS = {argument.name: argument.policy_key for argument in QUEUE_ARGUMENTS.values() if argument.policy_key}
 
 
 def policy_hint(change: Change) -> str:
     """For a queue replaced only for arguments a policy can hold: the ``policy:`` that avoids the next one."""
-    before, after = change.before, change.after
-    if not isinstance(before, Queue) or not isinstance(after, Queue):
+    if change.kind != "queue" or not change.fields:
         return ""
-    if (before.type, before.durable, before.auto_delete) != (after.type, after.durable, after.auto_delete):
-        return ""
-    changed = {
-        k for k in before.arguments.keys() | after.arguments.keys() if before.arguments.get(k) != after.arguments.get(k)
-    }
-    if not changed or not changed <= POLICY_KEYS.keys():
-        return ""
-    settings = ", ".join(f"{POLICY_KEYS[k]}: {after.arguments[k]}" for k in sorted(changed) if k in after.arguments)
+    if any(field.within != "arguments" or field.field not in POLICY_KEYS for field in change.fields):
+        return ""  # a property changed too, or an argument no policy can carry: a policy would not avoid it
+    settings = ", ".join(
+        f"{POLICY_KEYS[field.field]}: {field.after}" for field in change.fields if field.after is not None
+    )
     if not settings:
         return ""  # only removals: nothing to move into a policy
     return (
@@ -305,7 +292,8 @@ class Executor:
         except BrokerError as error:
             raise ApplyFailed(f"{error} (after {self.report.done} change(s) applied)") from None
 
-    def _declare_all(self, verb: str, resources: list[Exchange | Queue | Binding]) -> None:
+    def declare_all(self, verb: str, resources: list[Exchange | Queue | Binding]) -> None:
+        """Send one AMQP command per object, pipelined per vhost; counts what completed."""
         by_vhost: dict[str, list[Operation]] = {}
         for resource in resources:
             # if-empty guards classic queues; quorum queues refuse it (540), their counts were checked before
@@ -314,121 +302,8 @@ class Executor:
         for vhost, operations in by_vhost.items():
             self.report.done += self.amqp(vhost).execute(operations, self.options.workers, self.progress)
 
-    def _done(self, count: int = 1) -> None:
+    def mark_done(self, count: int = 1) -> None:
+        """Count changes made through the management API (AMQP commands count themselves)."""
         self.report.done += count
         if self.progress is not None:
             self.progress(count)
-
-
-def _create_vhost(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        settings = next((s for s in executor.desired.accounts.settings if s.name == change.name), None)
-        executor.management.create_vhost(change.name, executor.endpoints.amqp_user, vhost_body(settings))
-        executor._done()
-
-
-def _declare(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor._declare_all("declare", [c.after for c in changes])  # type: ignore[misc]
-
-
-def _bind(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor._declare_all("bind", [c.after for c in changes])  # type: ignore[misc]
-
-
-def _unbind(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor._declare_all("unbind", [c.before for c in changes])  # type: ignore[misc]
-
-
-def _replace_exchange(executor: Executor, changes: tuple[Change, ...]) -> None:
-    """Delete and declare again; the broker drops the exchange's bindings with it, so bind them again."""
-    for change in changes:
-        exchange = change.after
-        assert isinstance(exchange, Exchange)
-        rebind: list[Exchange | Queue | Binding] = [
-            b
-            for b in executor.desired.bindings
-            if b.vhost == exchange.vhost
-            and (b.source == exchange.name or (b.destination_type == "exchange" and b.destination == exchange.name))
-        ]
-        executor._declare_all("delete", [change.before])  # type: ignore[list-item]
-        executor._declare_all("declare", [exchange])
-        executor._declare_all("bind", rebind)
-
-
-def _replace_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
-    """Move every message through a temporary queue (provisioner.migration.steps); refused without --migrate."""
-    endpoints = executor.endpoints
-    for change in changes:
-        queue = change.after
-        assert isinstance(queue, Queue)
-        report = run_migration(
-            queue,
-            endpoints.amqp_parameters(queue.vhost),
-            executor.management,
-            allow_consumers=executor.options.force,
-            backoff=executor.management.backoff,
-        )
-        executor.report.messages_migrated += report.restored  # messages, not moves: each moves out and back
-        executor._done()
-
-
-def _put_policy(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        policy = change.after
-        assert isinstance(policy, Policy)
-        body = {
-            "pattern": policy.pattern,
-            "definition": policy.definition,
-            "priority": policy.priority,
-            "apply-to": policy.apply_to,
-        }
-        executor.management.put_policy(policy.vhost, policy.name, body)
-        executor._done()
-
-
-def _delete_policy(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        executor.management.delete_policy(change.vhost, change.name)
-        executor._done()
-
-
-def _delete_queue(executor: Executor, changes: tuple[Change, ...]) -> None:
-    """Delete queues, checking exact counts first: the management API's figures lag."""
-    for change in changes:
-        if not executor.options.force:
-            counts = executor.amqp(change.vhost).queue_counts([change.name]).get(change.name)
-            if counts is not None and any(counts):
-                raise UnsafeChange(
-                    f"queue {change.name!r} in {change.vhost!r} now holds {counts[0]} messages and "
-                    f"{counts[1]} consumers; not deleted (--force deletes it)"
-                )
-    executor._declare_all("delete", [c.before for c in changes])  # type: ignore[misc]
-
-
-def _delete_operator_policy(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        executor.management.delete_operator_policy(change.vhost, change.name)
-        executor._done()
-
-
-def _delete(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor._declare_all("delete", [c.before for c in changes])  # type: ignore[misc]
-
-
-HANDLERS: dict[tuple[Action, str], Callable[[Executor, tuple[Change, ...]], None]] = {
-    (Action.CREATE, "vhost"): _create_vhost,
-    (Action.CREATE, "exchange"): _declare,
-    (Action.REPLACE, "exchange"): _replace_exchange,
-    (Action.CREATE, "queue"): _declare,
-    (Action.REPLACE, "queue"): _replace_queue,
-    (Action.CREATE, "binding"): _bind,
-    (Action.CREATE, "policy"): _put_policy,
-    (Action.UPDATE, "policy"): _put_policy,
-    (Action.DELETE, "policy"): _delete_policy,
-    (Action.DELETE, "operator_policy"): _delete_operator_policy,
-    (Action.DELETE, "binding"): _unbind,
-    (Action.DELETE, "queue"): _delete_queue,
-    (Action.DELETE, "exchange"): _delete,
-    **ACCOUNT_HANDLERS,
-}
-assert set(HANDLERS) == set(PHASES), "every phase has its handler"

@@ -9,29 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from provisioner.drift import external_problems, hidden_drift, queue_settings
+from provisioner.kinds import PHASE_INDEX, describe, field_changes, kind_of
 from provisioner.live_state import LiveVhost
 from provisioner.migration.steps import is_migration_queue, original_name
-from provisioner.plan import (
-    PHASE_INDEX,
-    Action,
-    Change,
-    Drift,
-    Parked,
-    Plan,
-    QueueSettings,
-    Unmanaged,
-    describe,
-    value_text,
-)
-from provisioner.topology.model import Binding, Key, Policy, Queue, Resource, Topology, VHost
-
-IMMUTABLE_FIELDS = {
-    "exchange": ("type", "durable", "auto_delete", "internal"),
-    "queue": ("type", "durable", "auto_delete"),
-}
+from provisioner.plan import Action, Change, Drift, Parked, Plan, QueueSettings, Unmanaged
+from provisioner.topology.model import Binding, Key, Queue, Resource, Topology, VHost
 
 
 def differences(desired: Topology, live: Mapping[str, LiveVhost], prune: bool = False) -> Plan:
@@ -136,10 +120,11 @@ def _unfinished(temporary: Queue, wanted: Queue | None, present: Queue | None, s
     bound = sum(1 for b in state.topology.bindings if b.destination_type == "queue" and b.destination == temporary.name)
     stats, held = state.stats.get(target.name), state.stats.get(temporary.name)
     reasons = ["unfinished migration"]
+    fields = field_changes(present, target) if present is not None else ()
     if present is None:
         reasons.append("the queue is missing")
-    elif present != target:
-        reasons += _field_changes(present, target)
+    elif fields:
+        reasons.append(kind_of(target).reason(fields))
     return Change(
         Action.REPLACE,
         present,
@@ -148,6 +133,7 @@ def _unfinished(temporary: Queue, wanted: Queue | None, present: Queue | None, s
         messages=None if present is None else (stats.messages if stats else 0),
         consumers=None if present is None else (stats.consumers if stats else 0),
         parked=Parked(temporary.name, bound, held.messages if held else None, held.consumers if held else None),
+        fields=fields,
     )
 
 
@@ -156,10 +142,11 @@ def _objects(topology: Topology) -> tuple[Resource, ...]:
 
 
 def _changed(before: Resource, after: Resource, state: LiveVhost) -> Change:
-    """A policy changes in place; anything else is replaced, with what changed as the reason."""
-    reason = "; ".join(_field_changes(before, after))
-    if isinstance(after, Policy):
-        return Change(Action.UPDATE, before, after, reason)
+    """A change of an immutable field replaces the object; any other updates it in place."""
+    fields = field_changes(before, after)
+    reason = kind_of(after).reason(fields)
+    if not any(field.forces_replacement for field in fields):
+        return Change(Action.UPDATE, before, after, reason, fields=fields)
     stats = state.stats.get(after.name) if isinstance(after, Queue) else None
     return Change(
         Action.REPLACE,
@@ -168,25 +155,8 @@ def _changed(before: Resource, after: Resource, state: LiveVhost) -> Change:
         reason,
         messages=stats.messages if stats else (0 if isinstance(after, Queue) else None),
         consumers=stats.consumers if stats else (0 if isinstance(after, Queue) else None),
+        fields=fields,
     )
-
-
-def _field_changes(before: Resource, after: Resource) -> list[str]:
-    """``x-max-length: 1000 -> 5000`` style lines for every field that differs."""
-    lines = []
-    for name in IMMUTABLE_FIELDS.get(after.kind, ()) + (
-        ("pattern", "apply_to", "priority") if after.kind == "policy" else ()
-    ):
-        old, new = getattr(before, name), getattr(after, name)
-        if old != new:
-            lines.append(f"{name}: {value_text(old)} -> {value_text(new)}")
-    table = "definition" if after.kind == "policy" else "arguments"
-    old_table: dict[str, Any] = getattr(before, table)
-    new_table: dict[str, Any] = getattr(after, table)
-    for name in sorted(old_table.keys() | new_table.keys()):
-        if old_table.get(name) != new_table.get(name):
-            lines.append(f"{name}: {value_text(old_table.get(name))} -> {value_text(new_table.get(name))}")
-    return lines
 
 
 def _left_alone(resource: Resource, state: LiveVhost, prune: bool) -> Change | Unmanaged | None:

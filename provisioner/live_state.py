@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from provisioner.kinds.binding import BINDING
+from provisioner.kinds.exchange import EXCHANGE
+from provisioner.kinds.policy import read_policy
+from provisioner.kinds.queue import QUEUE
 from provisioner.topology.model import (
     LOCK_QUEUE,
     PROBE_SUFFIX,
     Binding,
-    Exchange,
     OperatorPolicy,
     Policy,
-    Queue,
     Topology,
     VHost,
-    canonical_arguments,
 )
 
 # Native delayed delivery (kombu.transport.native_delayed_delivery): 28 levels of exchange + queue, and the
@@ -117,17 +118,7 @@ def live_from_definitions(
         if item["name"] == "" or item["name"].startswith("amq.") or celery_owned("exchange", item["name"]):
             ignored += 1
             continue
-        exchanges.append(
-            Exchange(
-                vhost,
-                item["name"],
-                item["type"],
-                durable=bool(item.get("durable", True)),
-                auto_delete=bool(item.get("auto_delete", False)),
-                internal=bool(item.get("internal", False)),
-                arguments=canonical_arguments(item.get("arguments")),
-            )
-        )
+        exchanges.append(EXCHANGE.from_definitions(vhost, item))
     queues = []
     skipped_queues: set[str] = set()
     for item in definitions.get("queues", []):
@@ -136,17 +127,8 @@ def live_from_definitions(
             ignored += 1
             skipped_queues.add(name)
             continue
-        arguments = item.get("arguments") or {}
-        queues.append(
-            Queue(
-                vhost,
-                name,
-                type=str(detail.get("type") or arguments.get("x-queue-type") or "classic"),
-                durable=bool(item.get("durable", True)),
-                auto_delete=bool(item.get("auto_delete", False)),
-                arguments=canonical_arguments(arguments),
-            )
-        )
+        queue = QUEUE.from_definitions(vhost, item)
+        queues.append(replace(queue, type=str(detail["type"])) if detail.get("type") else queue)
     known_exchanges = {x.name for x in exchanges}
     bindings = []
     for item in definitions.get("bindings", []):
@@ -159,20 +141,13 @@ def live_from_definitions(
         ):
             ignored += 1
             continue
-        binding = Binding(
-            vhost,
-            source,
-            destination,
-            item["destination_type"],
-            item.get("routing_key", ""),
-            canonical_arguments(item.get("arguments")),
-        )
+        binding = BINDING.from_definitions(vhost, item)
         if desired is not None and celery_delayed_binding(binding, desired):
             ignored += 1
             continue
         bindings.append(binding)
-    policies = [_policy(Policy, vhost, item) for item in definitions.get("policies", [])]
-    policies += [_policy(OperatorPolicy, vhost, item) for item in operator_policies or []]
+    policies = [read_policy(Policy, vhost, item) for item in definitions.get("policies", [])]
+    policies += [read_policy(OperatorPolicy, vhost, item) for item in operator_policies or []]
     stats = {
         name: QueueStats(int(detail.get("messages") or 0), int(detail.get("consumers") or 0))
         for name, detail in details.items()
@@ -185,18 +160,6 @@ def live_from_definitions(
         policies=tuple(policies),
     )
     return LiveVhost(vhost, True, topology, stats, ignored, str(definitions.get("rabbit_version") or ""))
-
-
-def _policy(kind: type[Policy], vhost: str, item: dict[str, Any]) -> Policy:
-    """A policy or operator policy as the management API lists it."""
-    return kind(
-        vhost,
-        item["name"],
-        item["pattern"],
-        dict(item.get("definition") or {}),
-        apply_to=item.get("apply-to", "all"),
-        priority=int(item.get("priority", 0)),
-    )
 
 
 def _not_managed_queue(name: str, detail: dict[str, Any]) -> bool:

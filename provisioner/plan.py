@@ -1,7 +1,7 @@
-"""The plan vocabulary: a closed set of actions, a change is action + before + after + reason.
+"""The plan vocabulary: a closed set of actions, a change is action + before + after + field differences.
 
 diff.py fills a Plan, apply.py executes it, cli.py prints it; the three meet
-only here.
+only here. The order of execution is the registry's (provisioner/kinds).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,28 @@ class Parked:
 
 
 @dataclass(frozen=True)
+class FieldChange:
+    """One broker-visible field that differs: what rules read, instead of parsing a reason."""
+
+    field: str  # "type", "durable", or the key in ``within`` ("x-max-length", "max-length")
+    before: Any
+    after: Any
+    forces_replacement: bool = False
+    why: str = ""  # why the field forces a replacement ("a queue's type is immutable on the broker")
+    within: str = ""  # the table holding the field: "arguments", "definition", or "" for a field of its own
+
+    def text(self, show: Callable[[Any], str] | None = None) -> str:
+        """``x-max-length: 1000 -> 5000``, as plans print it."""
+        shown = show or value_text
+        return f"{self.field}: {shown(self.before)} -> {shown(self.after)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
 class Change:
-    """One action on one object; ``reason`` is for people, the rest for machines."""
+    """One action on one object; ``fields`` say what differs, ``reason`` is the same for people."""
 
     action: Action
     before: Resource | None
@@ -49,6 +70,7 @@ class Change:
     messages: int | None = None  # for queues being replaced or deleted
     consumers: int | None = None
     parked: Parked | None = None  # a queue replace that finishes an interrupted migration (apply --migrate)
+    fields: tuple[FieldChange, ...] = ()  # field-level differences of an update or replace
 
     @property
     def resource(self) -> Resource:
@@ -81,6 +103,7 @@ class Change:
             "reason": self.reason,
             "before": _fields(self.before),
             "after": _fields(self.after),
+            "fields": [item.to_json() for item in self.fields],
         }
         if self.messages is not None:
             document["messages"] = self.messages
@@ -204,6 +227,7 @@ class Plan:
         }
 
     def of(self, action: Action, kind: str | None = None) -> tuple[Change, ...]:
+        """The changes of one action (and kind), in plan order."""
         return tuple(c for c in self.changes if c.action is action and (kind is None or c.kind == kind))
 
     def to_json(self) -> dict[str, Any]:
@@ -223,32 +247,6 @@ def _fields(resource: Resource | None) -> dict[str, Any] | None:
     return {f.name: getattr(resource, f.name) for f in dataclasses.fields(resource)}
 
 
-def describe(resource: Resource) -> str:
-    """A short description of an object's broker-visible fields, for create lines."""
-    kind = resource.kind
-    if kind == "exchange":
-        flags = [resource.type] + [f for f in ("internal", "auto_delete") if getattr(resource, f)]  # type: ignore[union-attr]
-        if not resource.durable:  # type: ignore[union-attr]
-            flags.append("transient")
-        return ", ".join(flags + _arguments(resource.arguments))  # type: ignore[union-attr]
-    if kind == "queue":
-        flags = [resource.type] + (["auto_delete"] if resource.auto_delete else [])  # type: ignore[union-attr]
-        if not resource.durable:  # type: ignore[union-attr]
-            flags.append("transient")
-        return ", ".join(flags + _arguments(resource.arguments))  # type: ignore[union-attr]
-    if kind in ("policy", "operator_policy"):
-        return f"pattern {resource.pattern!r} on {resource.apply_to}: {_table(resource.definition)}"  # type: ignore[union-attr]
-    return ""
-
-
-def _arguments(arguments: dict[str, Any]) -> list[str]:
-    return [f"{name}={value_text(value)}" for name, value in sorted(arguments.items())]
-
-
-def _table(table: dict[str, Any]) -> str:
-    return ", ".join(f"{name}={value_text(value)}" for name, value in sorted(table.items()))
-
-
 def value_text(value: Any) -> str:
     """A setting's value as a person reads it: ``(none)``, ``true``, ``""`` for the default exchange."""
     if value is None:
@@ -258,37 +256,3 @@ def value_text(value: Any) -> str:
     if value == "":
         return '""'
     return str(value)
-
-
-# The order of execution, written once: creations from the vhost down to policies,
-# deletions in reverse. diff.py sorts a plan by it and apply.py runs it phase by phase.
-PHASES: tuple[tuple[Action, str], ...] = (
-    (Action.CREATE, "vhost"),
-    # accounts (accounts.py): vhost settings and limits before queues, users before permissions
-    (Action.UPDATE, "vhost"),
-    (Action.CREATE, "vhost_limit"),
-    (Action.UPDATE, "vhost_limit"),
-    (Action.CREATE, "user"),
-    (Action.UPDATE, "user"),
-    (Action.CREATE, "permission"),
-    (Action.UPDATE, "permission"),
-    (Action.CREATE, "topic_permission"),
-    (Action.UPDATE, "topic_permission"),
-    (Action.CREATE, "exchange"),
-    (Action.REPLACE, "exchange"),
-    (Action.CREATE, "queue"),
-    (Action.REPLACE, "queue"),
-    (Action.CREATE, "binding"),
-    (Action.CREATE, "policy"),
-    (Action.UPDATE, "policy"),
-    (Action.DELETE, "policy"),
-    (Action.DELETE, "operator_policy"),
-    (Action.DELETE, "binding"),
-    (Action.DELETE, "queue"),
-    (Action.DELETE, "exchange"),
-    (Action.DELETE, "topic_permission"),
-    (Action.DELETE, "permission"),
-    (Action.DELETE, "vhost_limit"),
-    (Action.DELETE, "user"),
-)
-PHASE_INDEX = {phase: index for index, phase in enumerate(PHASES)}

@@ -12,6 +12,7 @@ PURE_MODULES = [
     "provisioner.drift",
     "provisioner.plan",
     "provisioner.live_state",
+    "provisioner.kinds",
     "provisioner.migration.steps",
     "provisioner.topology.model",
     "provisioner.topology.checks",

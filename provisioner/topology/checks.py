@@ -226,7 +226,7 @@ def check_policies(topology: Topology, origins: dict[Key, Origin]) -> Iterator[P
 
 
 def _is_queue_policy(key: Key, origins: dict[Key, Origin]) -> bool:
-    return origins[key].generated_by.startswith("the settings policy")
+    return origins[key].settings_of_queue is not None
 
 
 def check_dead_letter_cycles(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:

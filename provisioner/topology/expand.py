@@ -48,6 +48,7 @@ class Origin:
     document: Document
     path: tuple[Any, ...]
     generated_by: str = ""  # "dead_letter of queue X" for expansion products
+    settings_of_queue: str | None = None  # the queue whose own settings policy this is (``policy:``)
 
     def problem(self, message: str, *sub: Any, at_key: bool = False) -> Problem:
         return self.document.problem([*self.path, *sub], message, at_key=at_key)
@@ -288,7 +289,8 @@ def _expand_queue(vhost: str, name: str, spec: dict[str, Any], origin: Origin, e
             apply_to="queues",
         )
         expansion.add(
-            policy, Origin(origin.document, (*origin.path, "policy"), f"the settings policy of queue {name!r}")
+            policy,
+            Origin(origin.document, (*origin.path, "policy"), f"the settings policy of queue {name!r}", name),
         )
 
 
