@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from provisioner import __version__
+from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.broker.endpoints import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL
 from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
+from provisioner.options import DEFAULT_LOCK_TIMEOUT, DEFAULT_WORKERS
 from provisioner.redact import redact
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
-    from provisioner.live_state import LiveVhost
+    from provisioner.broker.live import LiveSoon
     from provisioner.plan import Plan
     from provisioner.topology.model import Topology
 
@@ -212,9 +214,6 @@ def broker_options(command: F) -> F:
     return decorated  # type: ignore[no-any-return]
 
 
-Broker = tuple[Any, Any]  # (Endpoints, Management)
-
-
 def _clients(amqp_url: str, management_url: str, ca_file: str | None, retry_seconds: float) -> Broker:
     from provisioner.broker.endpoints import Endpoints
     from provisioner.broker.management import Management
@@ -222,7 +221,7 @@ def _clients(amqp_url: str, management_url: str, ca_file: str | None, retry_seco
 
     endpoints = Endpoints(amqp_url, management_url, ca_file).check()
     backoff = Backoff(attempts=1 + int(retry_seconds > 0) * 7, deadline=retry_seconds)
-    return endpoints, Management(endpoints, backoff=backoff)
+    return Broker(endpoints, Management(endpoints, backoff=backoff))
 
 
 def _echo_plan(plan: Plan) -> None:
@@ -232,17 +231,25 @@ def _echo_plan(plan: Plan) -> None:
         say(text, fg=colour)
 
 
-def _plan(files: tuple[str, ...], broker: Broker, prune: bool) -> Plan:
+IGNORE_HELP = (
+    "Leave out objects the topology does not describe whose name matches this glob pattern: never listed, "
+    "never drift, never pruned (repeatable)."
+)
+
+
+def _plan(files: tuple[str, ...], broker: Broker, prune: bool, ignore: tuple[str, ...] = ()) -> Plan:
     """Load and plan; the broker's export of the vhosts is read while the topology is still being checked."""
-    from provisioner.apply import make_plan
     from provisioner.broker.live import read_live_soon
+    from provisioner.live_state import ignoring
+    from provisioner.planning import make_plan
     from provisioner.topology import load
 
-    endpoints, management = broker
-    reading: list[Callable[[Topology | None], dict[str, LiveVhost]]] = []
+    endpoints, management = broker.endpoints, broker.management
+    reading: list[LiveSoon] = []
     desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
     _SECRETS.update(desired.accounts.passwords())  # users' passwords: never printed, even by mistake
-    return make_plan(desired, management, prune, endpoints, live_soon=reading[0] if reading else None)
+    live_soon = reading[0] if reading else None
+    return make_plan(desired, management, prune, endpoints, live_soon=live_soon, include=ignoring(ignore))
 
 
 @main.command()
@@ -250,6 +257,7 @@ def _plan(files: tuple[str, ...], broker: Broker, prune: bool) -> Plan:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON for machines.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 for no changes, 2 for changes, 1 for errors.")
 @click.option("--prune", is_flag=True, help="Plan deletion of objects in managed vhosts the topology lacks.")
+@click.option("--ignore", "ignore", multiple=True, metavar="PATTERN", help=IGNORE_HELP)
 @broker_options
 @reports_errors
 def plan(
@@ -257,6 +265,7 @@ def plan(
     as_json: bool,
     detailed_exitcode: bool,
     prune: bool,
+    ignore: tuple[str, ...],
     broker: Broker,
 ) -> None:
     """Show what apply would change on the live broker, and why.
@@ -266,7 +275,7 @@ def plan(
     """
     import json
 
-    result = _plan(files, broker, prune)
+    result = _plan(files, broker, prune, ignore)
     if as_json:
         say(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
         for problem in result.problems:
@@ -287,9 +296,10 @@ def plan(
     help="Also count objects in managed vhosts that the topology lacks as drift (what apply --prune would "
     "delete). A drift check never changes or deletes anything.",
 )
+@click.option("--ignore", "ignore", multiple=True, metavar="PATTERN", help=IGNORE_HELP)
 @broker_options
 @reports_errors
-def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
+def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], broker: Broker) -> None:
     """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted.
 
     Drift is what apply would change, and policies or operator policies outside
@@ -299,7 +309,7 @@ def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
     """
     from provisioner.output import parked_text, summary_line
 
-    result = _plan(files, broker, prune)
+    result = _plan(files, broker, prune, ignore)
     sources = ", ".join(files)
     if result.in_sync:
         say(f"no drift: the broker matches {sources}")
@@ -335,14 +345,21 @@ def drift(files: tuple[str, ...], prune: bool, broker: Broker) -> None:
 @click.option("--prune", is_flag=True, help="Delete objects in managed vhosts that the topology lacks.")
 @click.option("--migrate", is_flag=True, help="Replace queues whose immutable properties changed, keeping messages.")
 @click.option("--force", is_flag=True, help="With --prune: also delete queues that hold messages or have consumers.")
-@click.option("--workers", default=6, show_default=True, type=click.IntRange(1, 64), help="Parallel AMQP connections.")
+@click.option(
+    "--workers",
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Parallel AMQP connections.",
+)
 @click.option(
     "--lock-timeout",
-    default=60.0,
+    default=DEFAULT_LOCK_TIMEOUT,
     show_default=True,
     type=click.FloatRange(0),
     help="Seconds to wait for another apply.",
 )
+@click.option("--ignore", "ignore", multiple=True, metavar="PATTERN", help=IGNORE_HELP)
 @broker_options
 @reports_errors
 def apply(
@@ -352,16 +369,18 @@ def apply(
     force: bool,
     workers: int,
     lock_timeout: float,
+    ignore: tuple[str, ...],
     broker: Broker,
 ) -> None:
     """Converge the broker to the topology; a second apply does nothing and writes nothing."""
     from provisioner.apply import ApplyOptions, converge
+    from provisioner.live_state import ignoring
     from provisioner.topology import load
 
     desired = load(files)
     _SECRETS.update(desired.accounts.passwords())
-    endpoints, management = broker
-    options = ApplyOptions(prune=prune, migrate=migrate, force=force, workers=workers, lock_timeout=lock_timeout)
+    endpoints, management = broker.endpoints, broker.management
+    options = ApplyOptions(prune, migrate, force, workers, lock_timeout, include_object=ignoring(ignore))
     with _Progress() as progress:
         report = converge(desired, endpoints, management, options, progress.update, progress.start)
     if report.plan.is_empty and report.plan.drift:
@@ -449,7 +468,7 @@ def export(
     if output != "-" and Path(output).exists() and not force:
         raise ProvisionerError(f"{output} exists; pass --force to overwrite it")
     app = load_app(celery_app) if celery_app else None
-    _, management = broker
+    management = broker.management
     definitions = from_file(definitions_file, vhosts) if definitions_file else from_broker(management, vhosts)
     result = export_topology(definitions, app)
     for warning in result.warnings:
@@ -506,7 +525,7 @@ def dlq_list(files: tuple[str, ...], as_json: bool, broker: Broker) -> None:
     from provisioner.dlq.run import inventory
     from provisioner.topology import load
 
-    endpoints, management = broker
+    endpoints, management = broker.endpoints, broker.management
     rows = inventory(load(files), endpoints, management.backoff)
     if as_json:
         say(json.dumps({"dead_letter_queues": [_inventory_json(row) for row in rows]}, indent=2))
@@ -548,7 +567,7 @@ def dlq_show(files: tuple[str, ...], queue: str, count: int, as_json: bool, brok
     from provisioner.dlq.run import show
     from provisioner.topology import load
 
-    endpoints, management = broker
+    endpoints, management = broker.endpoints, broker.management
     found, total, letters = show(load(files), queue, count, endpoints, management.backoff)
     if as_json:
         shown = [_letter_json(letter, target) for letter, target in letters]
@@ -632,7 +651,7 @@ def dlq_replay(
     from provisioner.dlq.letters import Selection
     from provisioner.dlq.run import replay
 
-    endpoints, management = broker
+    endpoints, management = broker.endpoints, broker.management
     with _Bar("replaying") as bar:
         report = replay(
             _load(files),
@@ -683,7 +702,7 @@ def dlq_purge(files: tuple[str, ...], queue: str, force: bool, broker: Broker) -
     find_dead_letter_queue(topology, queue)  # a work queue is refused before anything else
     if not force:
         raise ProvisionerError(f"purge deletes the messages of {queue!r} for good; add --force")
-    endpoints, management = broker
+    endpoints, management = broker.endpoints, broker.management
     found, count = purge(topology, queue, endpoints, management.backoff)
     say(f"purged {count} message(s) from {found.name} (vhost {found.vhost!r})")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,6 +53,37 @@ _CELERY_OWNED = {
 def celery_owned(kind: str, name: str) -> bool:
     """Whether Celery makes this object itself (never drift, never pruned)."""
     return _CELERY_OWNED[kind].match(name) is not None
+
+
+IncludeObject = Callable[[str, str, bool], bool]
+"""Whether plan and apply see a live object: (kind, name, whether the topology describes it) -> keep it.
+
+What a filter leaves out is never listed, never drift, never pruned. Exchanges,
+queues, policies and operator policies pass through it; a binding is left out
+with its source or destination.
+"""
+
+
+def include_object(kind: str, name: str, wanted: bool) -> bool:
+    """The default filter: everything but what the broker, Celery and provisioner make by themselves."""
+    if kind == "exchange":
+        return not (name == "" or name.startswith("amq.") or celery_owned("exchange", name))
+    if kind == "queue":
+        return not (
+            name.startswith("amq.gen-")  # server-named queues of running clients
+            or celery_owned("queue", name)
+            or name == LOCK_QUEUE  # the apply lock (broker/lock.py)
+            or name.endswith(PROBE_SUFFIX)  # deleted at once; expires by itself if its apply was killed
+        )
+    return True
+
+
+def ignoring(patterns: Iterable[str], base: IncludeObject = include_object) -> IncludeObject:
+    """``base``, also leaving out objects the topology does not describe whose name matches a glob pattern."""
+    names = re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
+    if not names.pattern:
+        return base
+    return lambda kind, name, wanted: base(kind, name, wanted) and (wanted or names.match(name) is None)
 
 
 def delayed_delivery_key(routing_key: str) -> str:
@@ -103,6 +135,7 @@ def live_from_definitions(
     details: dict[str, dict[str, Any]] | None = None,
     desired: Topology | None = None,
     operator_policies: list[dict[str, Any]] | None = None,
+    include: IncludeObject = include_object,
 ) -> LiveVhost:
     """Pure: the management API's answers -> LiveVhost (recorded answers make the diff tests).
 
@@ -110,12 +143,14 @@ def live_from_definitions(
     comes from its ``x-queue-type`` argument, the only way a type is set.
     Definitions never hold exclusive queues. With ``desired``, the bindings
     Celery's native delayed delivery makes for its bindings are left out too.
+    ``include`` decides which exchanges, queues and policies are seen at all.
     """
     details = details or {}
     ignored = 0
+    wanted = _wanted_names(vhost, desired)
     exchanges = []
     for item in definitions.get("exchanges", []):
-        if item["name"] == "" or item["name"].startswith("amq.") or celery_owned("exchange", item["name"]):
+        if not include("exchange", item["name"], ("exchange", item["name"]) in wanted):
             ignored += 1
             continue
         exchanges.append(EXCHANGE.from_definitions(vhost, item))
@@ -123,7 +158,7 @@ def live_from_definitions(
     skipped_queues: set[str] = set()
     for item in definitions.get("queues", []):
         name, detail = item["name"], details.get(item["name"], {})
-        if _not_managed_queue(name, detail):
+        if bool(detail.get("exclusive")) or not include("queue", name, ("queue", name) in wanted):
             ignored += 1
             skipped_queues.add(name)
             continue
@@ -146,8 +181,16 @@ def live_from_definitions(
             ignored += 1
             continue
         bindings.append(binding)
-    policies = [read_policy(Policy, vhost, item) for item in definitions.get("policies", [])]
-    policies += [read_policy(OperatorPolicy, vhost, item) for item in operator_policies or []]
+    sources: tuple[tuple[type[Policy], list[dict[str, Any]]], ...] = (
+        (Policy, definitions.get("policies", [])),
+        (OperatorPolicy, operator_policies or []),
+    )
+    policies = [
+        read_policy(model, vhost, item)
+        for model, items in sources
+        for item in items
+        if include(model.kind, item["name"], (model.kind, item["name"]) in wanted)
+    ]
     stats = {
         name: QueueStats(int(detail.get("messages") or 0), int(detail.get("consumers") or 0))
         for name, detail in details.items()
@@ -162,12 +205,10 @@ def live_from_definitions(
     return LiveVhost(vhost, True, topology, stats, ignored, str(definitions.get("rabbit_version") or ""))
 
 
-def _not_managed_queue(name: str, detail: dict[str, Any]) -> bool:
-    """Exclusive and server-named queues of running clients, Celery's own, the apply lock, a migration's probe."""
-    return (
-        bool(detail.get("exclusive"))
-        or name.startswith("amq.gen-")
-        or celery_owned("queue", name)
-        or name == LOCK_QUEUE  # the apply lock (broker/lock.py)
-        or name.endswith(PROBE_SUFFIX)  # deleted at once; expires by itself if its apply was killed
-    )
+def _wanted_names(vhost: str, desired: Topology | None) -> set[tuple[str, str]]:
+    """(kind, name) of every exchange, queue and policy the topology describes in the vhost."""
+    if desired is None:
+        return set()
+    mine = desired.in_vhost(vhost)
+    names = {("exchange", x.name) for x in mine.exchanges} | {("queue", q.name) for q in mine.queues}
+    return names | {(p.kind, p.name) for p in mine.policies}

@@ -232,6 +232,16 @@ def test_an_immutable_change_is_refused_before_anything_is_touched(tmp_path: Pat
     replace = [c for c in planned["changes"] if c["action"] == "replace"]
     assert [(c["kind"], c["name"], c["reason"]) for c in replace] == [("queue", "emails", "x-max-length: 1000 -> 5000")]
     assert replace[0]["messages"] == 0
+    assert replace[0]["fields"] == [  # structured: tools read these, never the reason text
+        {
+            "field": "x-max-length",
+            "within": "arguments",
+            "before": 1000,
+            "after": 5000,
+            "forces_replacement": True,
+            "why": "a queue's properties and arguments cannot change on the broker",
+        }
+    ]
     refused = run("apply", file, vhost=vhost_name)
     assert refused.exit_code == 1
     assert "replace queue 'emails'" in refused.output and "--migrate" in refused.output

@@ -24,9 +24,8 @@ from provisioner.broker.endpoints import Endpoints, netloc
 from provisioner.broker.management import name_not_resolved
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 from provisioner.errors import BrokerError
+from provisioner.options import DEFAULT_WORKERS
 from provisioner.topology.model import Binding, Exchange, Queue
-
-DEFAULT_WORKERS = 6
 
 
 @dataclass(frozen=True)
@@ -345,16 +344,31 @@ class Amqp:
             channel = connection.channel()
             for name in names:
                 try:
-                    ok = channel.queue_declare(name, passive=True)
+                    found = count_queue(channel, name)
                 except pika.exceptions.ChannelClosedByBroker as error:
-                    if error.reply_code != 404:
-                        raise BrokerError(f"reading queue {name!r}: {error.reply_code} {error.reply_text}") from None
-                    channel = connection.channel()
+                    raise BrokerError(f"reading queue {name!r}: {error.reply_code} {error.reply_text}") from None
+                if found is None:
+                    channel = connection.channel()  # the 404 closed it
                     continue
-                counts[name] = (ok.method.message_count, ok.method.consumer_count)
+                counts[name] = found
             return counts
         finally:
             close_quietly(connection)
+
+
+def count_queue(channel: BlockingChannel, name: str) -> tuple[int, int] | None:
+    """Exact (ready messages, consumers) of a queue by passive declare; None when it does not exist.
+
+    The one place a queue is counted (the management API's figures lag). A 404
+    closes the channel; any other refusal is raised as pika raised it.
+    """
+    try:
+        ok = channel.queue_declare(name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code == 404:
+            return None
+        raise
+    return ok.method.message_count, ok.method.consumer_count
 
 
 def close_quietly(connection: pika.BlockingConnection) -> None:

@@ -9,9 +9,9 @@ shows them, come exactly from AMQP (apply.with_exact_counts).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from provisioner.broker.management import Management
 from provisioner.live_state import (  # noqa: F401  # re-exported: the names callers used before the split
@@ -19,14 +19,25 @@ from provisioner.live_state import (  # noqa: F401  # re-exported: the names cal
     CELERY_DELAYED_LEVELS,
     CELERY_OWNED_EXCHANGES,
     CELERY_OWNED_QUEUES,
+    IncludeObject,
     LiveVhost,
     QueueStats,
     celery_delayed_binding,
     celery_owned,
     delayed_delivery_key,
+    include_object,
     live_from_definitions,
 )
 from provisioner.topology.model import Topology
+
+
+class LiveSoon(Protocol):
+    """A read under way: called with the topology (and filter), it waits and returns the live state."""
+
+    def __call__(
+        self, desired: Topology | None = None, include: IncludeObject = include_object
+    ) -> dict[str, LiveVhost]: ...
+
 
 Fetched = tuple[dict[str, Any] | None, list[dict[str, Any]]]  # a vhost's definitions and operator policies
 
@@ -37,11 +48,13 @@ def _fetch(management: Management, vhost: str) -> Fetched:
     return definitions, (management.operator_policies(vhost) if definitions is not None else [])
 
 
-def _state(vhost: str, fetched: Fetched, desired: Topology | None) -> LiveVhost:
+def _state(vhost: str, fetched: Fetched, desired: Topology | None, include: IncludeObject) -> LiveVhost:
     definitions, operator_policies = fetched
     if definitions is None:
         return LiveVhost(vhost, exists=False)
-    return live_from_definitions(vhost, definitions, desired=desired, operator_policies=operator_policies)
+    return live_from_definitions(
+        vhost, definitions, desired=desired, operator_policies=operator_policies, include=include
+    )
 
 
 def _with_version(found: dict[str, LiveVhost], management: Management) -> dict[str, LiveVhost]:
@@ -53,17 +66,24 @@ def _with_version(found: dict[str, LiveVhost], management: Management) -> dict[s
     return found
 
 
-def read_vhost(management: Management, vhost: str, desired: Topology | None = None) -> LiveVhost:
+def read_vhost(
+    management: Management, vhost: str, desired: Topology | None = None, include: IncludeObject = include_object
+) -> LiveVhost:
     """The live state of one vhost: its definitions and its operator policies."""
-    return _state(vhost, _fetch(management, vhost), desired)
+    return _state(vhost, _fetch(management, vhost), desired, include)
 
 
-def read_live(management: Management, vhosts: Iterable[str], desired: Topology | None = None) -> dict[str, LiveVhost]:
-    """The live state of every vhost a topology manages."""
-    return _with_version({vhost: read_vhost(management, vhost, desired) for vhost in vhosts}, management)
+def read_live(
+    management: Management,
+    vhosts: Iterable[str],
+    desired: Topology | None = None,
+    include: IncludeObject = include_object,
+) -> dict[str, LiveVhost]:
+    """The live state of every vhost a topology manages, as ``include`` lets it be seen."""
+    return _with_version({vhost: read_vhost(management, vhost, desired, include) for vhost in vhosts}, management)
 
 
-def read_live_soon(management: Management, vhosts: Iterable[str]) -> Callable[[Topology | None], dict[str, LiveVhost]]:
+def read_live_soon(management: Management, vhosts: Iterable[str]) -> LiveSoon:
     """Start reading the vhosts in a background thread; the returned call waits for them.
 
     The broker takes a while to export a big vhost: meanwhile the caller checks
@@ -83,11 +103,11 @@ def read_live_soon(management: Management, vhosts: Iterable[str]) -> Callable[[T
     thread = threading.Thread(target=work, name="read-live", daemon=True)
     thread.start()
 
-    def wait(desired: Topology | None = None) -> dict[str, LiveVhost]:
+    def wait(desired: Topology | None = None, include: IncludeObject = include_object) -> dict[str, LiveVhost]:
         thread.join()
         if "error" in outcome:
             raise outcome["error"]
-        found = {vhost: _state(vhost, fetched, desired) for vhost, fetched in outcome["fetched"].items()}
+        found = {vhost: _state(vhost, fetched, desired, include) for vhost, fetched in outcome["fetched"].items()}
         return _with_version(found, management)
 
     return wait

@@ -24,12 +24,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any
 
 import pika
 import pika.exceptions
 
-from provisioner.broker.amqp import open_connection
+from provisioner.broker.amqp import close_quietly, open_connection
 from provisioner.broker.management import Management
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff
 from provisioner.errors import BrokerError, LockTimeout
@@ -144,7 +143,7 @@ class VhostLock:
                 self.sleep(min(delay, remaining))
                 delay = min(delay * 2, self.poll_maximum)
         except BaseException:
-            _close_quietly(connection)
+            close_quietly(connection)
             raise
         self.waited = self.clock() - started
         self._connection = connection
@@ -176,7 +175,7 @@ class VhostLock:
         """Give the lock back: closing the connection deletes the exclusive queue."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            _close_quietly(connection)
+            close_quietly(connection)
 
     def __enter__(self) -> VhostLock:
         self.acquire()
@@ -186,11 +185,3 @@ class VhostLock:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.release()
-
-
-def _close_quietly(connection: Any) -> None:
-    try:
-        if connection.is_open:
-            connection.close()
-    except pika.exceptions.AMQPError:
-        pass  # already gone: the broker drops the lock with it

@@ -18,6 +18,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from provisioner.broker.amqp import count_queue
 from provisioner.dlq.letters import DeadLetterQueue, Destination, Letter
 from provisioner.errors import BrokerError
 
@@ -39,15 +40,15 @@ def message_count(connection: pika.BlockingConnection, queue: DeadLetterQueue) -
     """Exact ready messages by passive declare; a missing queue is one clear error."""
     channel = connection.channel()
     try:
-        ok = channel.queue_declare(queue.name, passive=True)
+        found = count_queue(channel, queue.name)
     except pika.exceptions.ChannelClosedByBroker as error:
-        if error.reply_code == 404:
-            raise BrokerError(
-                f"dead-letter queue {queue.name!r} does not exist in vhost {queue.vhost!r} (run provision apply)"
-            ) from None
         raise BrokerError(f"reading queue {queue.name!r}: {error.reply_code} {error.reply_text}") from None
+    if found is None:
+        raise BrokerError(
+            f"dead-letter queue {queue.name!r} does not exist in vhost {queue.vhost!r} (run provision apply)"
+        )
     channel.close()
-    return int(ok.method.message_count)
+    return found[0]
 
 
 def _letter(properties: pika.BasicProperties, body: bytes) -> Letter:

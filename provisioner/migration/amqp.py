@@ -14,7 +14,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from provisioner.broker.amqp import open_connection
+from provisioner.broker.amqp import count_queue, open_connection
 from provisioner.broker.management import Management
 from provisioner.broker.retry import DEFAULT_BACKOFF, NO_RETRY, Backoff, call_with_retry
 from provisioner.errors import BrokerError
@@ -39,14 +39,10 @@ class PikaMigrationBroker:
     def _counts(self, name: str) -> tuple[int, int] | None:
         """(ready messages, consumers) by passive declare, None when the queue does not exist."""
         channel = self._channel()
-        try:
-            ok = channel.queue_declare(name, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as error:
-            if error.reply_code == 404:
-                return None
-            raise
-        channel.close()
-        return ok.method.message_count, ok.method.consumer_count
+        found = count_queue(channel, name)
+        if found is not None:
+            channel.close()
+        return found
 
     def _live(self, name: str) -> LiveQueue | None:
         info = self.management.queue(self.vhost, name)
