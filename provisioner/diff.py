@@ -138,7 +138,7 @@ def _unfinished(temporary: Queue, wanted: Queue | None, present: Queue | None, s
 
 
 def _objects(topology: Topology) -> tuple[Resource, ...]:
-    return (*topology.exchanges, *topology.queues, *topology.bindings, *topology.policies)
+    return (*topology.exchanges, *topology.queues, *topology.bindings, *topology.policies, *topology.others)
 
 
 def _changed(before: Resource, after: Resource, state: LiveVhost) -> Change:

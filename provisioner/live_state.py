@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from provisioner.kinds import added_kinds
 from provisioner.kinds.binding import BINDING
 from provisioner.kinds.exchange import EXCHANGE
 from provisioner.kinds.policy import read_policy
@@ -191,6 +192,12 @@ def live_from_definitions(
         for item in items
         if include(model.kind, item["name"], (model.kind, item["name"]) in wanted)
     ]
+    others = [
+        kind.from_definitions(vhost, item)
+        for kind in added_kinds()
+        for item in definitions.get(kind.definitions, [])
+        if kind.accepts(item) and include(kind.name, item["name"], (kind.name, item["name"]) in wanted)
+    ]
     stats = {
         name: QueueStats(int(detail.get("messages") or 0), int(detail.get("consumers") or 0))
         for name, detail in details.items()
@@ -201,6 +208,7 @@ def live_from_definitions(
         queues=tuple(queues),
         bindings=tuple(bindings),
         policies=tuple(policies),
+        others=tuple(sorted(others, key=lambda resource: resource.key)),
     )
     return LiveVhost(vhost, True, topology, stats, ignored, str(definitions.get("rabbit_version") or ""))
 
@@ -211,4 +219,4 @@ def _wanted_names(vhost: str, desired: Topology | None) -> set[tuple[str, str]]:
         return set()
     mine = desired.in_vhost(vhost)
     names = {("exchange", x.name) for x in mine.exchanges} | {("queue", q.name) for q in mine.queues}
-    return names | {(p.kind, p.name) for p in mine.policies}
+    return names | {(p.kind, p.name) for p in mine.policies} | {(o.kind, o.name) for o in mine.others}

@@ -10,6 +10,7 @@ from provisioner.broker.amqp import check_login
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management, tag_list
 from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
+from provisioner.kinds import added_kinds
 from provisioner.options import ApplyOptions
 from provisioner.plan import Action, Change, Plan
 from provisioner.topology.arguments import QUEUE_ARGUMENTS
@@ -78,6 +79,9 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
 WRITE_TAGS = {"vhost": ("administrator",), "policy": ("policymaker", "administrator")} | {
     kind: ("administrator",) for kind in ("user", "permission", "topic_permission", "vhost_limit")
 }
+
+
+WRITE_TAGS |= {kind.name: kind.write_tags for kind in added_kinds() if kind.write_tags}
 
 
 def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> None:

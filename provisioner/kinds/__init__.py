@@ -71,6 +71,11 @@ HANDLERS: dict[tuple[Action, str], Handler] = {
 }
 
 
+def added_kinds() -> tuple[Kind, ...]:
+    """The kinds written in a section of their own (``Kind.section``): loaded, read and compared generically."""
+    return tuple(kind for kind in KINDS.values() if kind.section)
+
+
 def kind_of(resource: Any) -> Kind:
     """The registered kind of a model object."""
     return KINDS[resource.kind]

@@ -32,6 +32,15 @@ class Kind:
     show: Callable[[Any], str] = value_text
     definitions: str = ""
     read: Callable[[str, dict[str, Any]], Any] | None = None
+    # A kind added after the core ones (vhost, exchange, queue, binding, policy, accounts), whose
+    # objects live in Topology.others: the key of a vhost's body in the topology file that holds
+    # ``{name: spec}``, the JSON Schema of one spec, how a spec becomes the model, and which items
+    # of its ``definitions`` list are its own (parameters of every component share one list).
+    section: str = ""
+    schema: dict[str, Any] | None = None
+    expand: Callable[[str, str, Any], Any] | None = None
+    accepts: Callable[[dict[str, Any]], bool] = field(default=lambda item: True)
+    write_tags: tuple[str, ...] = ()  # management user tags that may write it, when its writes need one
 
     def phases(self) -> list[tuple[int, Action]]:
         """(rank, action) of every action it supports: deletions rank after every creation."""

@@ -119,8 +119,9 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
     celery = _celery_settings(documents, expansion)
     retry_queues = _retry_queues(celery, expansion)
     by_kind: dict[str, list[Any]] = {"vhost": [], "exchange": [], "queue": [], "binding": [], "policy": []}
+    others: list[Any] = []
     for resource in expansion.objects.values():
-        by_kind[resource.kind].append(resource)
+        by_kind.get(resource.kind, others).append(resource)
     topology = Topology(
         vhosts=tuple(sorted(by_kind["vhost"], key=lambda v: v.key)),
         exchanges=tuple(by_kind["exchange"]),
@@ -134,6 +135,7 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
         celery=celery,
         sources=tuple(d.file for d in documents),
         accounts=accounts.accounts(),
+        others=tuple(sorted(others, key=lambda resource: resource.key)),
     )
     origins = dict(expansion.origins)
     for route, origin in expansion.tasks:
@@ -175,6 +177,7 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
             _add_external(
                 ExternalExchange(vhost, name), Origin(document, (*base, "external_exchanges", index)), expansion
             )
+        _expand_added_kinds(vhost, body, base, document, expansion)
     for pattern, spec in (data.get("tasks") or {}).items():
         retry = spec.get("retry")
         route = TaskRoute(
@@ -187,6 +190,18 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
         expansion.tasks.append((route, Origin(document, ("tasks", pattern))))
     if "celery" in data:
         expansion.celery.append((dict(data["celery"] or {}), Origin(document, ("celery",))))
+
+
+def _expand_added_kinds(
+    vhost: str, body: dict[str, Any], base: tuple[Any, ...], document: Document, expansion: Expansion
+) -> None:
+    """Objects of the kinds added through the registry, each kind from its own section of the vhost."""
+    from provisioner.kinds import added_kinds  # here: the registry imports the model, which imports this package
+
+    for kind in added_kinds():
+        assert kind.expand is not None, f"kind {kind.name} has a section but no expand"
+        for name, spec in (body.get(kind.section) or {}).items():
+            expansion.add(kind.expand(vhost, name, spec), Origin(document, (*base, kind.section, name)))
 
 
 def _add_external(exchange: ExternalExchange, origin: Origin, expansion: Expansion) -> None:

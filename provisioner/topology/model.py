@@ -326,10 +326,11 @@ class Topology:
     celery: CelerySettings = field(default_factory=CelerySettings)
     sources: tuple[str, ...] = ()
     accounts: Accounts = field(default_factory=Accounts)  # users, permissions, vhost settings (accounts.py)
+    others: tuple[Any, ...] = ()  # objects of the kinds added through the registry (provisioner/kinds), by key
 
     def resources(self) -> tuple[Resource, ...]:
         """Every broker object, in creation order (vhosts, exchanges, queues, bindings, policies)."""
-        return (*self.vhosts, *self.exchanges, *self.queues, *self.bindings, *self.policies)
+        return (*self.vhosts, *self.exchanges, *self.queues, *self.bindings, *self.policies, *self.others)
 
     def in_vhost(self, vhost: str) -> Topology:
         """The part of the topology that lives in one vhost."""
@@ -347,6 +348,7 @@ class Topology:
             tasks=self.tasks if self.celery.vhost == vhost else (),
             celery=self.celery,
             sources=self.sources,
+            others=tuple(o for o in self.others if o.vhost == vhost),
         )
 
     def queue(self, vhost: str, name: str) -> Queue | None:

@@ -28,6 +28,12 @@ def topology_schema() -> dict[str, Any]:
     """The topology JSON Schema, as shipped in the package (a copy of schemas/topology.schema.json)."""
     text = resources.files("provisioner").joinpath("schema/topology.schema.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
+    from provisioner.kinds import added_kinds  # here: the registry imports the model, which imports this package
+
+    for kind in added_kinds():  # each added kind's section, in both forms of a vhost's body
+        section = {"type": "object", "additionalProperties": kind.schema or {}}
+        schema["properties"][kind.section] = section
+        schema["$defs"]["vhostBody"]["properties"][kind.section] = section
     return schema
 
 
