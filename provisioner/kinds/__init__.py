@@ -14,12 +14,16 @@ A new kind provides, in a module of its own under ``provisioner/kinds/``, one
   (:data:`PHASES`: creations, updates and replaces by ``creation``, then
   deletions by ``deletion``; ranks of today's kinds are listed in :data:`KINDS`);
 - ``read``: how one item of the broker's definitions document becomes the model
-  (``definitions`` names the document's list), or ``None`` when its live state
-  is read elsewhere (the account kinds: broker/accounts.py);
+  (``definitions`` names the document's list, ``accepts`` picks its items), or
+  ``None`` when its live state is read elsewhere (the account kinds: broker/accounts.py);
+- ``section``, ``schema``, ``expand`` (kinds added after the core ones): the key
+  of a vhost's body in the topology file, the JSON Schema of one entry, and how
+  an entry becomes the model; their objects live in ``Topology.others``;
 - ``describe``: the text of its create line; ``show``: how a value prints;
 - ``handlers``: the executor function of each action it supports. A handler
   takes the apply's Executor and the changes of one phase; it imports broker
-  clients inside itself, so this registry stays pure (no pika, no requests).
+  clients inside itself, so this registry stays pure (no pika, no requests);
+  ``write_tags``: the management user tags its writes need, if any.
 
 Everything else (the diff's field differences, the plan's order and text, the
 executor's dispatch, the check that every phase has a handler) derives from it.
