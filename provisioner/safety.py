@@ -76,12 +76,11 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
 
 
 # What the management API needs for the writes a plan holds (reading needs 'management').
-WRITE_TAGS = {"vhost": ("administrator",), "policy": ("policymaker", "administrator")} | {
-    kind: ("administrator",) for kind in ("user", "permission", "topic_permission", "vhost_limit")
-}
-
-
-WRITE_TAGS |= {kind.name: kind.write_tags for kind in added_kinds() if kind.write_tags}
+WRITE_TAGS = (
+    {"vhost": ("administrator",), "policy": ("policymaker", "administrator")}
+    | {kind: ("administrator",) for kind in ("user", "permission", "topic_permission", "vhost_limit")}
+    | {kind.name: kind.write_tags for kind in added_kinds() if kind.write_tags}
+)
 
 
 def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Executor", tuple[Change, ...]], None]
 T = TypeVar("T")
+DELETIONS_AFTER = 1_000  # above every creation rank: all deletions run after all creations
 EVERY_TABLE_KEY = "*"  # in ``immutable``: any difference in the table forces a replace too
 
 
@@ -45,7 +46,7 @@ class Kind:
     def phases(self) -> list[tuple[int, Action]]:
         """(rank, action) of every action it supports: deletions rank after every creation."""
         return [
-            (self.deletion + 1_000 if action is Action.DELETE else self.creation, action)
+            (DELETIONS_AFTER + self.deletion if action is Action.DELETE else self.creation, action)
             for action in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
             if action in self.handlers
         ]
