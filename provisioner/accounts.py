@@ -10,6 +10,7 @@ cluster without an administrator is refused in one line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from provisioner.broker import accounts as broker
@@ -17,6 +18,7 @@ from provisioner.broker.accounts import LiveAccounts
 from provisioner.broker.management import Management
 from provisioner.errors import UnsafeChange
 from provisioner.kinds import KINDS, PHASE_INDEX, describe, field_changes
+from provisioner.parameters.broker import with_parameters
 from provisioner.plan import Action, Change, FieldChange, Plan, Unmanaged
 from provisioner.topology.accounts import ADMINISTRATOR, Accounts, User, VhostSettings
 from provisioner.topology.model import Topology
@@ -164,6 +166,7 @@ def _refuse_no_administrator(present: tuple[User, ...], changes: list[Change]) -
 
 def with_accounts(plan: Plan, desired: Topology, management: Management, prune: bool) -> Plan:
     """The plan with the account kinds' changes in their phases; no request at all for a topology without them."""
+    plan = with_parameters(plan, desired.accounts.parameters, management, prune)
     if desired.accounts.is_empty:
         return plan
     live = broker.read_accounts(management, desired.accounts, [v.name for v in desired.vhosts])
@@ -171,4 +174,4 @@ def with_accounts(plan: Plan, desired: Topology, management: Management, prune: 
     protected = frozenset({endpoints.amqp_user, endpoints.management_auth[0]})
     found, left = account_differences(desired.accounts, live, prune, protected)
     changes = sorted([*plan.changes, *found], key=lambda c: PHASE_INDEX[(c.action, c.kind)])  # stable
-    return Plan(tuple(changes), plan.unmanaged + tuple(left))
+    return replace(plan, changes=tuple(changes), unmanaged=plan.unmanaged + tuple(left))  # keeps drift, problems

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from provisioner.errors import Problem
+from provisioner.parameters.core import Parameter
+from provisioner.parameters.load import Parameters, ParametersReader
 from provisioner.topology.load import Document
 
 Key = tuple[str, ...]
@@ -163,7 +165,7 @@ class VhostLimit:
         return hash(self.key)
 
 
-AccountResource = User | Permission | TopicPermission | VhostSettings | VhostLimit
+AccountResource = User | Permission | TopicPermission | VhostSettings | VhostLimit | Parameter  # parameters/
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class Accounts:
     settings: tuple[VhostSettings, ...] = ()
     limits: tuple[VhostLimit, ...] = ()
     owned: frozenset[tuple[str, str]] = frozenset()  # (vhost, kind) the topology owns
+    parameters: Parameters = field(default_factory=Parameters)  # operator policies, federation, shovels, ...
 
     @property
     def is_empty(self) -> bool:
@@ -189,7 +192,8 @@ class Accounts:
 
     def passwords(self) -> set[str]:
         """The users' passwords and hashes, for the CLI's last line of defence (redact)."""
-        return {s for u in self.users or () for s in (u.credential.password, u.credential.password_hash) if s}
+        found = {s for u in self.users or () for s in (u.credential.password, u.credential.password_hash) if s}
+        return found | self.parameters.secrets()
 
     def owns(self, vhost: str, kind: str) -> bool:
         return (vhost, kind) in self.owned
@@ -207,6 +211,7 @@ class AccountsReader:
     exclusive: bool = False
     objects: dict[Key, Any] = field(default_factory=dict)
     owned: set[tuple[str, str]] = field(default_factory=set)
+    parameters: ParametersReader = field(default_factory=ParametersReader)
 
     def add_document(self, document: Document, bodies: list[tuple[str, dict[str, Any], tuple[Any, ...]]]) -> None:
         data = document.data
@@ -225,6 +230,9 @@ class AccountsReader:
         self.exclusive = self.exclusive or bool(data.get("users_exclusive"))
         for vhost, body, base in bodies:
             self._vhost(document, vhost, body, base)
+        self.parameters.add_document(document, bodies)
+        self.problems += self.parameters.problems
+        self.parameters.problems = []
 
     def _user(self, document: Document, name: str, spec: dict[str, Any]) -> None:
         assert self.users is not None
@@ -285,4 +293,5 @@ class AccountsReader:
             settings=of(VhostSettings),
             limits=of(VhostLimit),
             owned=frozenset(self.owned),
+            parameters=self.parameters.parameters(),
         )

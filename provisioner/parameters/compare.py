@@ -1,0 +1,94 @@
+"""Pure: the topology's parameter kinds x the broker's -> changes, what is left alone, and problems. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.parameters import BY_KIND, KINDS
+from provisioner.parameters.core import Parameter, ParameterKind, same_value, value_text
+from provisioner.parameters.load import Parameters
+from provisioner.plan import Action, Change, Unmanaged
+
+
+@dataclass(frozen=True)
+class LiveParameters:
+    """What the broker holds of the owned (vhost, kind) pairs, and the kinds whose plugin is off."""
+
+    objects: tuple[Parameter, ...] = ()
+    plugins_off: frozenset[str] = frozenset()  # kinds
+    read: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # the (vhost, kind) pairs read
+
+
+def parameter_differences(
+    desired: Parameters, live: LiveParameters, prune: bool
+) -> tuple[list[Change], list[Unmanaged], list[str]]:
+    """Create what is missing, update what differs, delete (with --prune) or list what the topology lacks."""
+    problems = [_plugin_off(kind) for kind in KINDS if kind.kind in live.plugins_off and _wanted(desired, kind)]
+    changes: list[Change] = []
+    unmanaged: list[Unmanaged] = []
+    wanted = {p.key: p for p in desired.objects if (p.vhost, p.kind) in live.read}
+    present = {p.key: p for p in live.objects}
+    for key in sorted(wanted.keys() | present.keys()):
+        after, before = wanted.get(key), present.get(key)
+        if before is None and after is not None:
+            changes.append(Change(Action.CREATE, None, after, describe(after)))
+        elif after is not None and before is not None and not same_value(after.value, before.value):
+            changes.append(Change(Action.UPDATE, before, after, difference(before, after)))
+        elif after is None and before is not None:
+            found = _left(before, desired, prune)
+            if isinstance(found, Change):
+                changes.append(found)
+            elif found is not None:
+                unmanaged.append(found)
+    return changes, unmanaged, problems
+
+
+def _wanted(desired: Parameters, kind: ParameterKind) -> bool:
+    return any(p.kind == kind.kind for p in desired.objects)
+
+
+def _plugin_off(kind: ParameterKind) -> str:
+    label = kind.file_key.replace("_", " ")
+    return (
+        f"the topology has {label}, but the broker's {' and '.join(kind.plugins)} plugins are off: "
+        f"run `rabbitmq-plugins enable {' '.join(kind.plugins)}` on every node"
+    )
+
+
+def _left(resource: Parameter, desired: Parameters, prune: bool) -> Change | Unmanaged | None:
+    """A live object the topology lacks: cluster-wide ones only under the ownership opt-in."""
+    kind = BY_KIND[resource.kind]
+    if kind.cluster_wide and not desired.exclusive:
+        return None  # other topologies of the cluster may own it
+    note = kind.kept(resource.name)
+    if prune and not note:
+        return Change(Action.DELETE, resource, None, "not in the topology (--prune)")
+    return Unmanaged(resource, note)
+
+
+def describe(parameter: Parameter) -> str:
+    """The create line's text: the value, URIs masked."""
+    value = parameter.value
+    if parameter.kind == "operator_policy":
+        definition = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(value["definition"].items()))
+        return f"pattern {value['pattern']!r} on {value['apply-to']}, priority {value['priority']}: {definition}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {value_text(v)}" for k, v in sorted(value.items()))
+    return value_text(value)
+
+
+def difference(before: Parameter, after: Parameter) -> str:
+    """``ack-mode: "on-publish" -> "on-confirm"`` for each top-level field that differs."""
+    old, new = before.value, after.value
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return f"value: {value_text(old)} -> {value_text(new)}"
+    return "; ".join(
+        f"{k}: {_text(old.get(k))} -> {_text(new.get(k))}"
+        for k in sorted(old.keys() | new.keys())
+        if not same_value(new.get(k), old.get(k))
+    )
+
+
+def _text(value: Any) -> str:
+    return "(none)" if value is None else value_text(value)
