@@ -18,6 +18,7 @@ from provisioner.export.document import Note, VhostExport, export_vhost
 from provisioner.export.emit import emit
 from provisioner.export.source import Definitions
 from provisioner.export.unsupported import inexpressible
+from provisioner.parameters.export import PLACEHOLDER_VALUE, export_global_parameters, export_vhost_parameters
 from provisioner.topology.schema import topology_schema
 
 VHOST_SECTIONS = ("exchanges", "queues", "policies")
@@ -39,6 +40,7 @@ def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
     if not definitions.vhosts:
         raise ProvisionerError(f"nothing to export: {definitions.source} holds no vhost")
     exported = {name: export_vhost(name, objects) for name, objects in definitions.vhosts.items()}
+    placeholders = _with_parameters(definitions, exported)
     single = len(exported) == 1
     document: dict[str, Any] = {"version": 1}
     if single:
@@ -49,13 +51,32 @@ def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
     notes = [(_in_document(note.path, name, single), note) for name, vhost in exported.items() for note in vhost.notes]
     if app is not None:
         notes.extend(_celery(app, exported, document, single))
+    cluster = export_global_parameters(definitions.broker.get("global_parameters") or [])
+    if _whole_broker(definitions):
+        document.update(cluster.sections)
     header = _header(definitions, [note for path, note in notes if not _has(document, path)])
-    text, problems = _annotated(document, header, notes)
+    text, problems = _annotated(document, header, notes, dict.fromkeys(placeholders, PLACEHOLDER_VALUE))
     warnings = [f"not expressible in a topology yet, left out: {line}" for line in inexpressible(definitions)]
     if definitions.unread:
         warnings.append(f"users and permissions were not read: {definitions.unread}")
     warnings += [note.message for _, note in notes if not note.problem]
     return Export(text, warnings, problems, len(exported), sum(v.skipped for v in exported.values()))
+
+
+def _whole_broker(definitions: Definitions) -> bool:
+    """Cluster-wide objects belong in the export only when it holds every vhost."""
+    return not definitions.vhosts or len(definitions.vhosts) == len(definitions.broker.get("vhosts") or ())
+
+
+def _with_parameters(definitions: Definitions, exported: dict[str, VhostExport]) -> set[str]:
+    """Each vhost's operator policies, federation upstreams and shovels into its body; the placeholders written."""
+    placeholders: set[str] = set()
+    for name, vhost in exported.items():
+        found = export_vhost_parameters(definitions.vhosts[name])
+        vhost.body.update(found.sections)
+        vhost.notes += [Note(path, message) for path, message in found.notes]
+        placeholders |= found.placeholders
+    return placeholders
 
 
 def _in_document(path: tuple[Any, ...], vhost: str, single: bool) -> tuple[Any, ...]:
@@ -64,7 +85,10 @@ def _in_document(path: tuple[Any, ...], vhost: str, single: bool) -> tuple[Any, 
 
 
 def _annotated(
-    document: dict[str, Any], header: list[str], notes: list[tuple[tuple[Any, ...], Note]]
+    document: dict[str, Any],
+    header: list[str],
+    notes: list[tuple[tuple[Any, ...], Note]],
+    environ: dict[str, str],
 ) -> tuple[str, list[tuple[int, str]]]:
     """The text with every note at its object, and what `validate` would refuse marked too; (line, problem)s."""
     comments: dict[tuple[Any, ...], list[str]] = {}
@@ -74,7 +98,7 @@ def _annotated(
     draft, key_lines = emit(document, header, comments)
     marked = {path for path, note in notes if note.problem}
     found = list(notes)
-    for path, message, problem in _refused(draft, key_lines):
+    for path, message, problem in _refused(draft, key_lines, environ):
         if path in marked:
             continue  # the export said it already, in its own words
         label = "PROBLEM: " if problem else "NOTE: "
@@ -137,7 +161,9 @@ def _has(document: dict[str, Any], path: tuple[Any, ...]) -> bool:
     return bool(path)
 
 
-def _refused(text: str, key_lines: dict[tuple[Any, ...], int]) -> list[tuple[tuple[Any, ...], str, bool]]:
+def _refused(
+    text: str, key_lines: dict[tuple[Any, ...], int], environ: dict[str, str]
+) -> list[tuple[tuple[Any, ...], str, bool]]:
     """What `validate` says about ``text``: (object, message, whether it refuses it) for each finding."""
     from provisioner.topology import load
 
@@ -146,7 +172,7 @@ def _refused(text: str, key_lines: dict[tuple[Any, ...], int]) -> list[tuple[tup
         file = Path(folder) / "export.yaml"
         file.write_text(text, encoding="utf-8")
         try:
-            load([file], environ={}, warnings=found)
+            load([file], environ=environ, warnings=found)  # the placeholders the export wrote are set
         except TopologyInvalid as error:
             found.extend(error.problems)
     return [(_object_at(p.line, key_lines), p.message, p.severity != "warning") for p in found]

@@ -69,9 +69,17 @@ class Emitter:
             return "{}"
         if isinstance(value, list):
             return "[]"
+        if isinstance(value, Placeholder):
+            return scalar(str(value))
         if isinstance(value, str):
             return scalar(value.replace("$", "$$"))  # string values are interpolated on load; $$ is a literal $
         return scalar(value)
+
+
+class Placeholder(str):
+    """A ``${VAR}`` the export writes on purpose (a secret the user sets): never escaped to ``$${VAR}``."""
+
+    __slots__ = ()
 
 
 def scalar(value: Any) -> str:

@@ -103,7 +103,8 @@ def from_broker(management: Management, vhosts: Sequence[str]) -> Definitions:
         grouped[name] = {kind: list(found.get(kind) or []) for kind in OBJECT_KINDS}
     broker: dict[str, Any] = {"vhosts": [_vhost_entry(item) for item in listed if item["name"] in grouped]}
     try:
-        for what in ("users", "permissions", "topic-permissions"):
+        cluster_wide = () if vhosts else ("global-parameters",)  # only an export of every vhost holds them
+        for what in ("users", "permissions", "topic-permissions", *cluster_wide):
             broker[what.replace("-", "_")] = management.listing(what)
     except ManagementError as error:
         if error.status != 403:

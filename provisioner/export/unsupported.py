@@ -9,9 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioner.export.source import Definitions
-
-# Global parameters the broker sets itself.
-OWN_GLOBAL_PARAMETERS = frozenset({"internal_cluster_id"})
+from provisioner.parameters.export import EXPORTED_COMPONENTS
 
 
 def inexpressible(definitions: Definitions) -> list[str]:
@@ -37,14 +35,9 @@ def inexpressible(definitions: Definitions) -> list[str]:
             lines.extend(_vhost_settings(vhost))
     for name, objects in definitions.vhosts.items():
         for item in objects.get("parameters") or []:
-            lines.append(f"{item.get('component')} {item.get('name')!r} in vhost {name!r}{_limits(item)}")
-        for item in objects.get("operator_policies") or []:
-            lines.append(f"operator policy {item.get('name')!r} in vhost {name!r}")
-    if not definitions.vhosts or len(names) == len(broker.get("vhosts") or ()):
-        for item in broker.get("global_parameters") or []:
-            if item.get("name") not in OWN_GLOBAL_PARAMETERS:
-                lines.append(f"global parameter {item.get('name')!r}")
-    return sorted(lines)
+            if item.get("component") not in EXPORTED_COMPONENTS:
+                lines.append(f"{item.get('component')} {item.get('name')!r} in vhost {name!r}{_limits(item)}")
+    return sorted(lines)  # operator policies and global parameters are exported (provisioner/parameters/export.py)
 
 
 def _vhost_settings(vhost: dict[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.parameters import BY_KIND, KINDS
-from provisioner.parameters.core import Parameter, ParameterKind, same_value, value_text
+from provisioner.parameters.core import Parameter, ParameterKind, Uri, same_value, value_text
 from provisioner.parameters.load import Parameters
 from provisioner.plan import Action, Change, Unmanaged
 
@@ -84,10 +84,17 @@ def difference(before: Parameter, after: Parameter) -> str:
     if not isinstance(old, dict) or not isinstance(new, dict):
         return f"value: {value_text(old)} -> {value_text(new)}"
     return "; ".join(
-        f"{k}: {_text(old.get(k))} -> {_text(new.get(k))}"
+        _changed(k, old.get(k), new.get(k))
         for k in sorted(old.keys() | new.keys())
         if not same_value(new.get(k), old.get(k))
     )
+
+
+def _changed(name: str, old: Any, new: Any) -> str:
+    """One field's change; a URI whose only change is its password says so, without either password."""
+    if isinstance(old, Uri) and isinstance(new, Uri) and str(old) == str(new):
+        return f"{name}: (password)"
+    return f"{name}: {_text(old)} -> {_text(new)}"
 
 
 def _text(value: Any) -> str:

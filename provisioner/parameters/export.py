@@ -1,0 +1,74 @@
+"""Pure: the broker's operator policies, federation upstreams, shovels and global parameters as topology sections.
+
+A URI that carries a password is written as a ``${VAR}`` placeholder with a
+note saying what to set: the exported file never holds a password.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.export.emit import Placeholder
+from provisioner.parameters import BY_KIND, KINDS
+from provisioner.parameters.core import Uri, masked
+
+COMPONENTS = {"federation-upstream": "federation_upstream", "shovel": "shovel"}
+EXPORTED_COMPONENTS = frozenset({*COMPONENTS, "operator_policy"})  # definitions list operator policies twice
+PLACEHOLDER_VALUE = "amqp://placeholder"  # what the export's own validation sets each placeholder to
+
+
+@dataclass
+class Exported:
+    """Sections to add to a document, notes at their objects (path, message) and the placeholders written."""
+
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[tuple[tuple[Any, ...], str]] = field(default_factory=list)
+    placeholders: set[str] = field(default_factory=set)
+
+
+def export_vhost_parameters(objects: dict[str, list[dict[str, Any]]]) -> Exported:
+    """A vhost's operator policies, federation upstreams and shovels (other components stay out)."""
+    found = Exported()
+    for row in sorted(objects.get("operator_policies") or [], key=lambda r: str(r.get("name"))):
+        value = BY_KIND["operator_policy"].from_row(row)
+        spec = {"pattern": value["pattern"], "apply_to": value["apply-to"], "priority": value["priority"]}
+        found.sections.setdefault("operator_policies", {})[row["name"]] = spec | {"definition": value["definition"]}
+    for row in sorted(objects.get("parameters") or [], key=lambda r: (str(r.get("component")), str(r.get("name")))):
+        kind = COMPONENTS.get(str(row.get("component")))
+        if kind is None or not isinstance(row.get("value"), dict):
+            continue
+        spec = {key.replace("-", "_"): value for key, value in sorted(row["value"].items())}
+        section = BY_KIND[kind].file_key
+        for name in BY_KIND[kind].uri_fields:
+            field_name = name.replace("-", "_")
+            if field_name in spec:
+                path = (section, row["name"])
+                spec[field_name] = _placeholder(found, path, f"{kind}_{row['name']}_{field_name}", spec[field_name])
+        found.sections.setdefault(section, {})[row["name"]] = spec
+    return found
+
+
+def export_global_parameters(rows: list[dict[str, Any]]) -> Exported:
+    """The cluster's global parameters, without the broker's own (internal_cluster_id)."""
+    found = Exported()
+    kind = next(k for k in KINDS if k.cluster_wide)
+    for row in sorted(rows, key=lambda r: str(r.get("name"))):
+        if not kind.kept(str(row.get("name"))):
+            found.sections.setdefault(kind.file_key, {})[row["name"]] = row.get("value")
+    return found
+
+
+def _placeholder(found: Exported, path: tuple[Any, ...], name: str, value: Any) -> Any:
+    """``${NAME}`` for a URI with a password (each of a list), the URI itself otherwise."""
+    if isinstance(value, list):
+        return [_placeholder(found, path, f"{name}_{index + 1}", item) for index, item in enumerate(value)]
+    if not isinstance(value, str) or not Uri(value).password():
+        return value
+    variable = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+    found.placeholders.add(variable)
+    found.notes.append(
+        (path, f"set {variable} to {masked(value)} with its password (an export never writes a password)")
+    )
+    return Placeholder("${" + variable + "}")
