@@ -91,7 +91,10 @@ def test_a_definitions_file_becomes_an_idiomatic_topology(tmp_path: Path) -> Non
     assert text.startswith("# yaml-language-server: $schema=")
     document = yaml.safe_load(text)
     assert document["vhost"] == "legacy"
-    assert list(document) == ["version", "vhost", "exchanges", "queues", "policies"]
+    assert list(document) == ["version", "vhost", "exchanges", "queues", "policies", "federation_upstreams"]
+    # a URI with a password is a placeholder, the comment says which URI (masked)
+    assert document["federation_upstreams"] == {"origin": {"uri": "${FEDERATION_UPSTREAM_ORIGIN_URI}"}}
+    assert "set FEDERATION_UPSTREAM_ORIGIN_URI to amqp://fed:***@upstream.example.com" in text
     assert document["exchanges"] == {
         "celery": {"type": "direct"},
         "events": {"type": "fanout"},
@@ -120,11 +123,13 @@ def test_a_definitions_file_becomes_an_idiomatic_topology(tmp_path: Path) -> Non
         assert absent not in body
     assert "elsewhere" not in text  # another vhost's queue, user and permissions
     header = text.split("version: 1")[0]
-    for listed in ("federation-upstream 'origin'", "user 'admin'", "permissions of user 'admin'", "vhost-limits"):
+    for listed in ("user 'admin'", "permissions of user 'admin'", "vhost-limits"):
         assert listed in header
         assert listed in result.stderr
     assert "SECRET" not in text + result.output
-    assert load([tmp_path / "legacy.yaml"]).queue("legacy", "orders.dead") is not None  # dead_letter makes it
+    placeholder = {"FEDERATION_UPSTREAM_ORIGIN_URI": "amqp://fed:set-by-the-user@upstream.example.com"}
+    loaded = load([tmp_path / "legacy.yaml"], environ=placeholder)
+    assert loaded.queue("legacy", "orders.dead") is not None  # dead_letter makes it
 
 
 def test_exported_definitions_file_plans_clean_against_the_broker_it_was_imported_into(tmp_path: Path) -> None:
@@ -142,7 +147,14 @@ def test_exported_definitions_file_plans_clean_against_the_broker_it_was_importe
             for kind in ("exchanges", "queues", "bindings", "policies")
         }  # a migration in progress is a change plan shows until apply --migrate finishes it
         api("POST", f"definitions/{quote(vhost, safe='')}", json=body).raise_for_status()
-        export_to(tmp_path / "file.yaml", "--definitions", str(DEFINITIONS), "--vhost", "legacy")
+        # the shared broker has no federation plugin (tests/test_parameters.py exports federation upstreams)
+        without_federation = {
+            **data,
+            "parameters": [p for p in data["parameters"] if "federation" not in p["component"]],
+        }
+        definitions = tmp_path / "definitions.json"
+        definitions.write_text(json.dumps(without_federation))
+        export_to(tmp_path / "file.yaml", "--definitions", str(definitions), "--vhost", "legacy")
         exported = tmp_path / "exported.yaml"
         exported.write_text(with_vhost((tmp_path / "file.yaml").read_text(), vhost))
         clean_plan(exported)
