@@ -175,6 +175,8 @@ def test_hand_made_changes_are_changes_or_drift_and_apply_repairs_them(
 
     drift = run(env, "plan", "--detailed-exitcode", file)
     assert drift.exit_code == 2, drift.output
+    as_json = run(env, "plan", "--json", file).output  # run() checks the password is in no output
+    assert f"amqp://keeper:***@127.0.0.1:{node.config.amqp_port}/%2F" in as_json
     # the changed password is a change, never printed
     assert '~ federation_upstream origin  (ack-mode: (none) -> "on-confirm"; uri: (password))' in drift.output
     assert (
@@ -296,3 +298,51 @@ def test_export_writes_the_kinds_with_placeholders_and_round_trips(
     assert run(back, "apply", str(exported)).exit_code == 0
     assert run(back, "plan", "--detailed-exitcode", str(exported)).exit_code == 0
     assert {path: api(node, "GET", path) for path in before} == before
+
+
+LEAST = """
+version: 1
+vhost: shop
+shovels:
+  drain-legacy: {src_uri: "${SRC_URI}", src_queue: legacy, dest_uri: "${DEST_URI}", dest_queue: orders}
+federation_upstreams:
+  origin: {uri: "${ORIGIN_URI}"}
+"""
+
+
+def test_a_policymaker_writes_shovels_and_federation_but_operator_policies_need_an_administrator(
+    node: ThrowawayNode, vhost: str, tmp_path: Path
+) -> None:
+    api(node, "PUT", f"vhosts/{vhost}")
+    api(node, "PUT", "users/maker", json={"password": "maker-pw", "tags": "policymaker"})
+    api(node, "PUT", f"permissions/{vhost}/maker", json={"configure": ".*", "write": ".*", "read": ".*"})
+    env = environment(node, vhost) | {
+        "PROVISION_MANAGEMENT_URL": f"http://maker:maker-pw@127.0.0.1:{node.config.management_port}"
+    }
+    with_operator = LEAST + 'operator_policies:\n  cap: {pattern: ".*", definition: {max-length: 10}}\n'
+    refused = run(env, "apply", write(tmp_path, with_operator, vhost))
+    assert refused.exit_code == 1
+    assert refused.output.strip().splitlines() == [
+        "error: user 'maker' of the management API (tags: policymaker) may not write the plan's operator_policy "
+        "changes: it needs the 'administrator' tag; nothing was changed"
+    ]
+    assert api(node, "GET", f"parameters/shovel/{vhost}") == []
+
+    file = write(tmp_path, LEAST, vhost)
+    assert run(env, "apply", file).exit_code == 0
+    assert [p["name"] for p in api(node, "GET", f"parameters/shovel/{vhost}")] == ["drain-legacy"]
+    assert run(env, "plan", "--detailed-exitcode", file).exit_code == 0
+
+
+def test_a_broken_definition_is_one_line_at_its_place(tmp_path: Path) -> None:
+    broken = write(tmp_path, 'version: 1\nvhosts:\n  shop:\n    shovels:\n      drain: {src_uri: "amqp://a:b@h"}\n')
+    result = CliRunner().invoke(main, ["validate", broken])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == f"{broken}:5:14: 'dest_uri' is required (at vhosts.shop.shovels.drain)"
+
+    beside = write(tmp_path, "version: 1\nvhosts:\n  shop: {}\nshovels: {}\n")
+    result = CliRunner().invoke(main, ["validate", beside])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        f"{beside}:4:1: 'shovels' cannot stand beside 'vhosts'; move it under a vhost (at shovels)"
+    )

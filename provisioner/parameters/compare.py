@@ -69,10 +69,9 @@ def _left(resource: Parameter, desired: Parameters, prune: bool) -> Change | Unm
 
 def describe(parameter: Parameter) -> str:
     """The create line's text: the value, URIs masked."""
-    value = parameter.value
-    if parameter.kind == "operator_policy":
-        definition = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(value["definition"].items()))
-        return f"pattern {value['pattern']!r} on {value['apply-to']}, priority {value['priority']}: {definition}"
+    value, own = parameter.value, BY_KIND[parameter.kind].describe
+    if own is not None:
+        return own(value)
     if isinstance(value, dict):
         return ", ".join(f"{k}: {value_text(v)}" for k, v in sorted(value.items()))
     return value_text(value)

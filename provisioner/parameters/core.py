@@ -62,6 +62,7 @@ class ParameterKind:
     extension: str = ""  # the management extension that shows the plugin is on (GET /api/extensions)
     tags: tuple[str, ...] = ("administrator",)  # management tags that may write it
     kept: Callable[[str], str] = lambda name: ""  # why a live object is never pruned ("" : it may be)
+    describe: Callable[[Any], str] | None = None  # the create line's text of a value (default: its fields)
 
 
 @dataclass(frozen=True)

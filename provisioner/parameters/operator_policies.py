@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from provisioner.parameters.core import ParameterKind
+from provisioner.parameters.core import ParameterKind, value_text
 
 
 def _q(name: str) -> str:
@@ -30,6 +30,11 @@ def _from_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _describe(value: dict[str, Any]) -> str:
+    definition = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(value["definition"].items()))
+    return f"pattern {value['pattern']!r} on {value['apply-to']}, priority {value['priority']}: {definition}"
+
+
 OPERATOR_POLICY = ParameterKind(
     kind="operator_policy",
     file_key="operator_policies",
@@ -38,5 +43,6 @@ OPERATOR_POLICY = ParameterKind(
     from_file=_from_file,
     from_row=_from_row,
     body=lambda parameter: parameter.plain(),
+    describe=_describe,
     tags=("administrator",),  # 3.10 answers 401 "Not administrator user" to a policymaker
 )
