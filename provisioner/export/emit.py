@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from provisioner.parameters.core import Placeholder
+
 Path = tuple[Any, ...]
 
 
@@ -74,12 +76,6 @@ class Emitter:
         if isinstance(value, str):
             return scalar(value.replace("$", "$$"))  # string values are interpolated on load; $$ is a literal $
         return scalar(value)
-
-
-class Placeholder(str):
-    """A ``${VAR}`` the export writes on purpose (a secret the user sets): never escaped to ``$${VAR}``."""
-
-    __slots__ = ()
 
 
 def scalar(value: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioner.export.source import Definitions
-from provisioner.parameters.export import EXPORTED_COMPONENTS
+from provisioner.parameters import COMPONENTS
 
 
 def inexpressible(definitions: Definitions) -> list[str]:
@@ -35,7 +35,7 @@ def inexpressible(definitions: Definitions) -> list[str]:
             lines.extend(_vhost_settings(vhost))
     for name, objects in definitions.vhosts.items():
         for item in objects.get("parameters") or []:
-            if item.get("component") not in EXPORTED_COMPONENTS:
+            if item.get("component") not in COMPONENTS:
                 lines.append(f"{item.get('component')} {item.get('name')!r} in vhost {name!r}{_limits(item)}")
     return sorted(lines)  # operator policies and global parameters are exported (provisioner/parameters/export.py)
 

@@ -17,3 +17,5 @@ from provisioner.parameters.shovels import SHOVEL
 
 KINDS: tuple[ParameterKind, ...] = (OPERATOR_POLICY, FEDERATION_UPSTREAM, SHOVEL, GLOBAL_PARAMETER)
 BY_KIND = {kind.kind: kind for kind in KINDS}
+# Runtime parameter components that these kinds cover (a definitions export lists operator policies among them too).
+COMPONENTS = {kind.component: kind for kind in KINDS if kind.component}

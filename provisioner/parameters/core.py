@@ -40,6 +40,12 @@ class Uri:
         return live.password() in (MASK, "[redacted]") and masked(self.text) == masked(live.text)
 
 
+class Placeholder(str):
+    """A ``${VAR}`` an export writes on purpose (a secret the user sets): never escaped to ``$${VAR}``."""
+
+    __slots__ = ()
+
+
 def masked(text: str) -> str:
     """The URI with its password, if any, replaced by ***."""
     return _CREDENTIALS.sub(lambda m: m.group("head") + MASK + "@", text)
@@ -57,6 +63,7 @@ class ParameterKind:
     from_row: Callable[[dict[str, Any]], Any]  # a row the API lists -> the broker's value (canonical)
     body: Callable[[Parameter], dict[str, Any]]  # the PUT body
     cluster_wide: bool = False
+    component: str = ""  # the runtime parameter component the broker files it under (definitions list them)
     uri_fields: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()  # what `rabbitmq-plugins enable` needs
     extension: str = ""  # the management extension that shows the plugin is on (GET /api/extensions)

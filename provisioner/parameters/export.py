@@ -10,12 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.export.emit import Placeholder
-from provisioner.parameters import BY_KIND, KINDS
-from provisioner.parameters.core import Uri, masked
+from provisioner.parameters import BY_KIND, COMPONENTS, KINDS
+from provisioner.parameters.core import Placeholder, Uri, masked
 
-COMPONENTS = {"federation-upstream": "federation_upstream", "shovel": "shovel"}
-EXPORTED_COMPONENTS = frozenset({*COMPONENTS, "operator_policy"})  # definitions list operator policies twice
 PLACEHOLDER_VALUE = "amqp://placeholder"  # what the export's own validation sets each placeholder to
 
 
@@ -37,15 +34,17 @@ def export_vhost_parameters(objects: dict[str, list[dict[str, Any]]]) -> Exporte
         found.sections.setdefault("operator_policies", {})[row["name"]] = spec | {"definition": value["definition"]}
     for row in sorted(objects.get("parameters") or [], key=lambda r: (str(r.get("component")), str(r.get("name")))):
         kind = COMPONENTS.get(str(row.get("component")))
-        if kind is None or not isinstance(row.get("value"), dict):
-            continue
+        if kind is None or kind.kind == "operator_policy" or not isinstance(row.get("value"), dict):
+            continue  # operator policies come from their own list above
         spec = {key.replace("-", "_"): value for key, value in sorted(row["value"].items())}
-        section = BY_KIND[kind].file_key
-        for name in BY_KIND[kind].uri_fields:
+        section = kind.file_key
+        for name in kind.uri_fields:
             field_name = name.replace("-", "_")
             if field_name in spec:
                 path = (section, row["name"])
-                spec[field_name] = _placeholder(found, path, f"{kind}_{row['name']}_{field_name}", spec[field_name])
+                spec[field_name] = _placeholder(
+                    found, path, f"{kind.kind}_{row['name']}_{field_name}", spec[field_name]
+                )
         found.sections.setdefault(section, {})[row["name"]] = spec
     return found
 

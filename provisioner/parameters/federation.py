@@ -23,6 +23,7 @@ def vhost_parameter(component: str, uri_fields: tuple[str, ...]) -> dict[str, An
         "from_row": lambda row: wrap_uris(row.get("value") or {}, uri_fields),
         "body": body,
         "uri_fields": uri_fields,
+        "component": component,
         "tags": ("policymaker", "administrator"),
     }
 

@@ -44,5 +44,6 @@ OPERATOR_POLICY = ParameterKind(
     from_row=_from_row,
     body=lambda parameter: parameter.plain(),
     describe=_describe,
+    component="operator_policy",
     tags=("administrator",),  # 3.10 answers 401 "Not administrator user" to a policymaker
 )
