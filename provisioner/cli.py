@@ -450,6 +450,7 @@ def render(files: tuple[str, ...], output: str, check: bool) -> None:
 @click.option("--celery-app", help="MODULE:APP whose task_queues and task_routes become tasks: and celery:.")
 @click.option("-o", "--output", default="-", help="The topology file to write; - (default) for standard output.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--accounts", is_flag=True, help="Also users, permissions, topic permissions (passwords as ${VAR}).")
 @broker_options
 @reports_errors
 def export(
@@ -458,6 +459,7 @@ def export(
     celery_app: str | None,
     output: str,
     force: bool,
+    accounts: bool,
     broker: Broker,
 ) -> None:
     """Write the topology of a live broker, a definitions file or a Celery app (reads only, never writes)."""
@@ -470,7 +472,7 @@ def export(
     app = load_app(celery_app) if celery_app else None
     management = broker.management
     definitions = from_file(definitions_file, vhosts) if definitions_file else from_broker(management, vhosts)
-    result = export_topology(definitions, app)
+    result = export_topology(definitions, app, accounts)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     name = "<stdout>" if output == "-" else output

@@ -279,20 +279,24 @@ def test_export_writes_the_kinds_with_placeholders_and_round_trips(
             f"operator-policies/{vhost}",
             f"parameters/federation-upstream/{vhost}",
             f"parameters/shovel/{vhost}",
+            f"vhosts/{vhost}/permissions",
         )
     }
     exported = tmp_path / "exported.yaml"
-    assert run(env, "export", "--vhost", vhost, "-o", str(exported)).exit_code == 0
+    assert run(env, "export", "--vhost", vhost, "--accounts", "-o", str(exported)).exit_code == 0
     text = exported.read_text()
     assert SECRET not in text and "keeper:***@" in text  # the comment says which URI, masked
     assert "uri: ${FEDERATION_UPSTREAM_ORIGIN_URI}" in text and "src_uri: ${SHOVEL_DRAIN_LEGACY_SRC_URI}" in text
     assert "operator_policies:\n  cap:\n" in text
+    assert "password: ${USER_KEEPER_PASSWORD}" in text and "password_hash" not in text  # never a hash
 
     api(node, "DELETE", f"vhosts/{vhost}")
     secrets = {
         "FEDERATION_UPSTREAM_ORIGIN_URI": env["ORIGIN_URI"],
         "SHOVEL_DRAIN_LEGACY_SRC_URI": env["SRC_URI"],
         "SHOVEL_DRAIN_LEGACY_DEST_URI": env["DEST_URI"],
+        "USER_KEEPER_PASSWORD": SECRET,
+        "USER_GUEST_PASSWORD": "guest",
     }
     back = {**env, **secrets}
     assert run(back, "apply", str(exported)).exit_code == 0

@@ -13,12 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import Problem, ProvisionerError, TopologyInvalid
+from provisioner.export.accounts import export_permissions, export_users
 from provisioner.export.celery_app import app_vhost, celery_sections
 from provisioner.export.document import Note, VhostExport, export_vhost
 from provisioner.export.emit import emit
 from provisioner.export.source import Definitions
 from provisioner.export.unsupported import inexpressible
-from provisioner.parameters.export import PLACEHOLDER_VALUE, export_global_parameters, export_vhost_parameters
+from provisioner.parameters.export import (
+    PLACEHOLDER_VALUE,
+    Exported,
+    export_global_parameters,
+    export_vhost_parameters,
+)
 from provisioner.topology.schema import topology_schema
 
 VHOST_SECTIONS = ("exchanges", "queues", "policies")
@@ -35,12 +41,16 @@ class Export:
     skipped: int = 0  # objects of Celery's, the broker's or the tool's own
 
 
-def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
-    """The topology of every vhost in ``definitions``; with ``app``, its tasks and default queue too."""
+def export_topology(definitions: Definitions, app: Any | None = None, accounts: bool = False) -> Export:
+    """The topology of every vhost in ``definitions``; with ``app``, its tasks and default queue too.
+
+    With ``accounts``, the users who hold permissions there, the permissions and
+    topic permissions, each password a ``${VAR}`` placeholder.
+    """
     if not definitions.vhosts:
         raise ProvisionerError(f"nothing to export: {definitions.source} holds no vhost")
     exported = {name: export_vhost(name, objects) for name, objects in definitions.vhosts.items()}
-    placeholders = _with_parameters(definitions, exported)
+    placeholders = _with_parameters(definitions, exported, accounts)
     single = len(exported) == 1
     document: dict[str, Any] = {"version": 1}
     if single:
@@ -54,9 +64,15 @@ def export_topology(definitions: Definitions, app: Any | None = None) -> Export:
     cluster = export_global_parameters(definitions.broker.get("global_parameters") or [])
     if _whole_broker(definitions):
         document.update(cluster.sections)
-    header = _header(definitions, [note for path, note in notes if not _has(document, path)])
+    if accounts and not definitions.unread:
+        users = export_users(definitions.broker, set(exported))
+        document.update(users.sections)
+        notes += [(path, Note(path, message)) for path, message in users.notes]
+        placeholders |= users.placeholders
+    header = _header(definitions, [note for path, note in notes if not _has(document, path)], accounts)
     text, problems = _annotated(document, header, notes, dict.fromkeys(placeholders, PLACEHOLDER_VALUE))
-    warnings = [f"not expressible in a topology yet, left out: {line}" for line in inexpressible(definitions)]
+    left_out = inexpressible(definitions, accounts)
+    warnings = [f"not expressible in a topology yet, left out: {line}" for line in left_out]
     if definitions.unread:
         warnings.append(f"users and permissions were not read: {definitions.unread}")
     warnings += [note.message for _, note in notes if not note.problem]
@@ -68,14 +84,15 @@ def _whole_broker(definitions: Definitions) -> bool:
     return not definitions.vhosts or len(definitions.vhosts) == len(definitions.broker.get("vhosts") or ())
 
 
-def _with_parameters(definitions: Definitions, exported: dict[str, VhostExport]) -> set[str]:
+def _with_parameters(definitions: Definitions, exported: dict[str, VhostExport], accounts: bool) -> set[str]:
     """Each vhost's operator policies, federation upstreams and shovels into its body; the placeholders written."""
     placeholders: set[str] = set()
     for name, vhost in exported.items():
-        found = export_vhost_parameters(definitions.vhosts[name])
-        vhost.body.update(found.sections)
-        vhost.notes += [Note(path, message) for path, message in found.notes]
-        placeholders |= found.placeholders
+        permissions = export_permissions(definitions.broker, name) if accounts else Exported()
+        for found in (export_vhost_parameters(definitions.vhosts[name]), permissions):
+            vhost.body.update(found.sections)
+            vhost.notes += [Note(path, message) for path, message in found.notes]
+            placeholders |= found.placeholders
     return placeholders
 
 
@@ -132,7 +149,7 @@ def _celery(
     return placed
 
 
-def _header(definitions: Definitions, loose: list[Note]) -> list[str]:
+def _header(definitions: Definitions, loose: list[Note], accounts: bool) -> list[str]:
     """The schema line, where the file comes from, what it cannot express, and notes that have no object."""
     lines = [
         f"yaml-language-server: $schema={topology_schema()['$id']}",
@@ -140,7 +157,7 @@ def _header(definitions: Definitions, loose: list[Note]) -> list[str]:
         f"Exported by `provision export` from {definitions.source}.",
         "Review it, commit it, and check it with `provision plan` (README: Adopting an existing broker).",
     ]
-    unexpressed = inexpressible(definitions)
+    unexpressed = inexpressible(definitions, accounts)
     if unexpressed or definitions.unread:
         lines += ["", "Not expressible in a topology yet (left as they are on the broker, not managed):"]
         lines += [f"  - {line}" for line in unexpressed]

@@ -12,24 +12,29 @@ from provisioner.export.source import Definitions
 from provisioner.parameters import COMPONENTS
 
 
-def inexpressible(definitions: Definitions) -> list[str]:
-    """Every object of the exported vhosts (and the users who can reach them) a topology cannot hold."""
+def inexpressible(definitions: Definitions, accounts: bool = False) -> list[str]:
+    """Every object of the exported vhosts (and the users who can reach them) the export leaves out.
+
+    With ``accounts`` the users, permissions and topic permissions are exported (export/accounts.py).
+    """
     names = set(definitions.vhosts)
     broker = definitions.broker
     lines: list[str] = []
     permitted: set[str] = set()
-    for kind in ("permissions", "topic_permissions"):
+    for kind in () if accounts else ("permissions", "topic_permissions"):
         for item in broker.get(kind) or []:
             if item.get("vhost") in names:
                 permitted.add(str(item.get("user")))
                 what = kind.replace("_", " ")
                 rights = ", ".join(f"{k} {item[k]!r}" for k in ("configure", "write", "read", "exchange") if k in item)
-                lines.append(f"{what} of user {item.get('user')!r} in vhost {item['vhost']!r} ({rights})")
+                where = f"in vhost {item['vhost']!r} ({rights})"
+                lines.append(f"{what} of user {item.get('user')!r} {where}; export --accounts writes them")
     for user in broker.get("users") or []:
         if user.get("name") in permitted:
             tags = user.get("tags") or []
             tags = tags.split(",") if isinstance(tags, str) else tags
-            lines.append(f"user {user['name']!r}" + (f" (tags: {', '.join(t for t in tags if t)})" if tags else ""))
+            described = f" (tags: {', '.join(t for t in tags if t)})" if tags else ""
+            lines.append(f"user {user['name']!r}{described}; export --accounts writes it")
     for vhost in broker.get("vhosts") or []:
         if vhost.get("name") in names:
             lines.extend(_vhost_settings(vhost))
