@@ -344,6 +344,19 @@ def test_a_broken_definition_is_one_line_at_its_place(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.splitlines()[0] == f"{broken}:5:14: 'dest_uri' is required (at vhosts.shop.shovels.drain)"
 
+    sourceless = write(tmp_path, 'version: 1\nshovels:\n  drain: {src_uri: "amqp://h", dest_uri: "amqp://h"}\n')
+    result = CliRunner().invoke(main, ["validate", sourceless])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        f"{sourceless}:3:3: shovel 'drain': a shovel needs src_queue, src_exchange or src_address (at shovels.drain)"
+    )
+
+    wrong = write(tmp_path, 'version: 1\nfederation_upstreams:\n  origin: {uri: "http://h"}\n')
+    result = CliRunner().invoke(main, ["validate", wrong])
+    assert (
+        result.exit_code == 1 and f"{wrong}:3:" in result.output and "federation_upstreams.origin.uri" in result.output
+    )
+
     beside = write(tmp_path, "version: 1\nvhosts:\n  shop: {}\nshovels: {}\n")
     result = CliRunner().invoke(main, ["validate", beside])
     assert result.exit_code == 1

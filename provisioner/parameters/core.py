@@ -70,6 +70,7 @@ class ParameterKind:
     tags: tuple[str, ...] = ("administrator",)  # management tags that may write it
     kept: Callable[[str], str] = lambda name: ""  # why a live object is never pruned ("" : it may be)
     describe: Callable[[Any], str] | None = None  # the create line's text of a value (default: its fields)
+    check: Callable[[Any], str] = lambda spec: ""  # what the broker would refuse in the file's spec ("": nothing)
 
 
 @dataclass(frozen=True)

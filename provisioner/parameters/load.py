@@ -66,6 +66,10 @@ class ParametersReader:
     def _add_all(self, document: Document, kind: Any, vhost: str, specs: Any, path: list[Any]) -> None:
         self.owned.add((vhost, kind.kind))
         for name, spec in (specs or {}).items():
+            refused = kind.check(spec)
+            if refused:
+                self.problems.append(document.problem([*path, name], f"{kind.kind} {name!r}: {refused}", at_key=True))
+                continue
             parameter = Parameter(kind.kind, vhost, name, kind.from_file(spec))
             if parameter.key in self.objects:
                 where = "" if kind.cluster_wide else f" in vhost {vhost!r}"
