@@ -144,6 +144,9 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
     return [error]
 
 
+URI_PATTERN = "^amqps?://"  # federation and shovel URIs (schemas/topology.schema.json, $defs/uri)
+
+
 def _message(error: ValidationError) -> str:
     """One short line per violation, in the words a user of the file would use."""
     path = list(error.absolute_path)
@@ -164,6 +167,8 @@ def _message(error: ValidationError) -> str:
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
         got = _type_name(error.instance)
         return f"{field + ' ' if field else ''}must be {expected_text}, not {got}"
+    if error.validator == "pattern" and error.validator_value == URI_PATTERN:
+        return "must be an amqp:// or amqps:// URI (the value is not shown: it may hold a password)"
     if error.validator == "pattern" and field == "type":
         return f"{error.instance!r} is not an exchange type (direct | fanout | topic | headers | x-...)"
     if error.validator == "minLength" and field == "exchange":
