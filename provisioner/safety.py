@@ -10,7 +10,7 @@ from provisioner.broker.amqp import check_login
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management, tag_list
 from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
-from provisioner.kinds import added_kinds
+from provisioner.kinds import KINDS
 from provisioner.options import ApplyOptions
 from provisioner.plan import Action, Change, Plan
 from provisioner.topology.arguments import QUEUE_ARGUMENTS
@@ -79,7 +79,7 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
 WRITE_TAGS = (
     {"vhost": ("administrator",), "policy": ("policymaker", "administrator")}
     | {kind: ("administrator",) for kind in ("user", "permission", "topic_permission", "vhost_limit")}
-    | {kind.name: kind.write_tags for kind in added_kinds() if kind.write_tags}
+    | {kind.name: kind.write_tags for kind in KINDS.values() if kind.write_tags}
 )
 
 

@@ -1,6 +1,7 @@
 """A kind added the way the next ones will be: one Kind in a module of its own, one line in the registry.
 
-Here a toy federation upstream is registered for the test alone (no broker): the
+Here a toy upstream (federation upstreams are a real kind now, provisioner/parameters) is registered for
+the test alone (no broker): the
 topology file takes its section (the schema knows it), the live state reads it
 from the definitions' parameters, and the diff compares it field by field.
 """
@@ -30,11 +31,11 @@ class Upstream:
     name: str
     uri: str
     expires: int | None = None
-    kind: ClassVar[str] = "federation_upstream"
+    kind: ClassVar[str] = "toy_upstream"
 
     @property
     def key(self) -> tuple[str, ...]:
-        return ("federation_upstream", self.vhost, self.name)
+        return ("toy_upstream", self.vhost, self.name)
 
 
 def _read(vhost: str, item: dict[str, Any]) -> Upstream:
@@ -42,13 +43,13 @@ def _read(vhost: str, item: dict[str, Any]) -> Upstream:
 
 
 UPSTREAM = Kind(
-    "federation_upstream",
+    "toy_upstream",
     creation=95,
     deletion=5,
     handlers={Action.CREATE: lambda executor, changes: None, Action.UPDATE: lambda executor, changes: None},
     compared=("uri", "expires"),
     describe=lambda upstream: f"uri {upstream.uri}",
-    section="federation_upstreams",
+    section="toy_upstreams",
     schema={
         "type": "object",
         "required": ["uri"],
@@ -97,7 +98,7 @@ def test_an_added_kind_is_loaded_read_and_compared_field_by_field(registered: No
         [
             write(
                 tmp_path,
-                "version: 1\nvhost: v\nfederation_upstreams:\n  origin: {uri: 'amqp://new-host', expires: 60}\n",
+                "version: 1\nvhost: v\ntoy_upstreams:\n  origin: {uri: 'amqp://new-host', expires: 60}\n",
             )
         ]
     )
@@ -110,20 +111,20 @@ def test_an_added_kind_is_loaded_read_and_compared_field_by_field(registered: No
 
     plan = differences(desired, {"v": live})
     (change,) = plan.changes
-    assert (change.action, change.kind, change.name) == (Action.UPDATE, "federation_upstream", "origin")
+    assert (change.action, change.kind, change.name) == (Action.UPDATE, "toy_upstream", "origin")
     assert [(f.field, f.before, f.after, f.forces_replacement) for f in change.fields] == [
         ("uri", "amqp://old-host", "amqp://new-host", False),
         ("expires", None, 60, False),
     ]
     assert change.reason == "uri: amqp://old-host -> amqp://new-host; expires: (none) -> 60"
-    assert [(u.resource.kind, u.resource.name) for u in plan.unmanaged] == [("federation_upstream", "forgotten")]
+    assert [(u.resource.kind, u.resource.name) for u in plan.unmanaged] == [("toy_upstream", "forgotten")]
 
 
 def test_the_schema_takes_the_added_kinds_section(registered: None, tmp_path: Path) -> None:
     with pytest.raises(TopologyInvalid, match="uri"):
-        load([write(tmp_path, "version: 1\nvhost: v\nfederation_upstreams:\n  origin: {expires: 60}\n")])
+        load([write(tmp_path, "version: 1\nvhost: v\ntoy_upstreams:\n  origin: {expires: 60}\n")])
 
 
 def test_without_its_registration_the_section_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(TopologyInvalid, match="federation_upstreams"):
-        load([write(tmp_path, "version: 1\nvhost: v\nfederation_upstreams:\n  origin: {uri: 'amqp://h'}\n")])
+    with pytest.raises(TopologyInvalid, match="toy_upstreams"):
+        load([write(tmp_path, "version: 1\nvhost: v\ntoy_upstreams:\n  origin: {uri: 'amqp://h'}\n")])

@@ -10,11 +10,15 @@ C, U, R, D = Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE
 
 # The order of execution before the registry existed: deriving it must not move a phase.
 EXPECTED_PHASES = [
-    (C, "vhost"), (U, "vhost"), (C, "vhost_limit"), (U, "vhost_limit"), (C, "user"), (U, "user"),
+    (C, "vhost"), (U, "vhost"), (C, "global_parameter"), (U, "global_parameter"),
+    (C, "vhost_limit"), (U, "vhost_limit"), (C, "user"), (U, "user"),
     (C, "permission"), (U, "permission"), (C, "topic_permission"), (U, "topic_permission"),
     (C, "exchange"), (R, "exchange"), (C, "queue"), (R, "queue"), (C, "binding"), (C, "policy"), (U, "policy"),
+    (C, "operator_policy"), (U, "operator_policy"),
+    (C, "federation_upstream"), (U, "federation_upstream"), (C, "shovel"), (U, "shovel"),
+    (D, "shovel"), (D, "federation_upstream"),
     (D, "policy"), (D, "operator_policy"), (D, "binding"), (D, "queue"), (D, "exchange"),
-    (D, "topic_permission"), (D, "permission"), (D, "vhost_limit"), (D, "user"),
+    (D, "topic_permission"), (D, "permission"), (D, "vhost_limit"), (D, "user"), (D, "global_parameter"),
 ]  # fmt: skip
 
 

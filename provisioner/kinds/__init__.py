@@ -39,11 +39,12 @@ from provisioner.plan import Action, FieldChange
 
 def _registry() -> dict[str, Kind]:
     # Imported here: a kind module imports this one for Kind.
-    from provisioner.kinds import accounts, binding, exchange, policy, queue, vhost
+    from provisioner.kinds import accounts, binding, exchange, policy, queue, runtime_parameters, vhost
 
     # One line per kind. Ranks today (creation, deletion): vhost 10, vhost_limit 20/80, user 30/90,
     # permission 40/70, topic_permission 50/60, exchange 60/50, queue 70/40, binding 80/30,
-    # policy 90/10, operator_policy -/20 (tests/test_kinds.py holds the whole order).
+    # policy 90/10, operator_policy 95/20, global_parameter 15/95, federation_upstream 100/6, shovel 105/5
+    # (tests/test_kinds.py holds the whole order).
     kinds = (
         vhost.VHOST,
         accounts.VHOST_LIMIT,
@@ -54,7 +55,10 @@ def _registry() -> dict[str, Kind]:
         queue.QUEUE,
         binding.BINDING,
         policy.POLICY,
-        policy.OPERATOR_POLICY,
+        runtime_parameters.OPERATOR_POLICY,  # policy.OPERATOR_POLICY, managed: created and updated too
+        runtime_parameters.GLOBAL_PARAMETER,
+        runtime_parameters.FEDERATION_UPSTREAM,
+        runtime_parameters.SHOVEL,
     )
     return {kind.name: kind for kind in kinds}
 

@@ -6,23 +6,19 @@ back never carries a URI's password: every message is redacted first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provisioner.broker.management import Management, ManagementError
 from provisioner.errors import BrokerError
-from provisioner.parameters import BY_KIND, KINDS
+from provisioner.kinds import PHASE_INDEX
+from provisioner.parameters import BY_KIND
 from provisioner.parameters.compare import LiveParameters, parameter_differences
 from provisioner.parameters.core import Parameter
 from provisioner.parameters.load import Parameters
-from provisioner.kinds import PHASE_INDEX
-from provisioner.plan import Action, Change, Plan
+from provisioner.plan import Plan
 from provisioner.redact import redact
 from provisioner.topology.model import OperatorPolicy
-
-if TYPE_CHECKING:
-    from provisioner.apply import Executor
 
 
 def read_parameters(management: Management, desired: Parameters) -> LiveParameters:
@@ -88,22 +84,3 @@ def with_parameters(plan: Plan, desired: Parameters, management: Management, pru
         drift=tuple(d for d in plan.drift if d.policy.key not in declared),
         problems=plan.problems + tuple(problems),
     )
-
-
-def _each(write: Callable[[Management, Any], None], side: str) -> Callable[[Executor, tuple[Change, ...]], None]:
-    def handler(executor: Executor, changes: tuple[Change, ...]) -> None:
-        for change in changes:
-            write(executor.management, getattr(change, side))
-            executor._done()
-
-    return handler
-
-
-# Apply: the executor functions of every kind (plan.PHASES gives the order).
-PARAMETER_HANDLERS: dict[tuple[Action, str], Callable[[Executor, tuple[Change, ...]], None]] = {
-    **{(Action.CREATE, kind.kind): _each(put_parameter, "after") for kind in KINDS},
-    **{(Action.UPDATE, kind.kind): _each(put_parameter, "after") for kind in KINDS},
-    **{(Action.DELETE, kind.kind): _each(delete_parameter, "before") for kind in KINDS},
-}
-# What the management API needs for each kind's writes.
-WRITE_TAGS = {kind.kind: kind.tags for kind in KINDS}
