@@ -119,7 +119,10 @@ class NodeConfig:
     epmd_port: int | None = None  # None: the machine's epmd (4369)
 
     @classmethod
-    def fresh(cls, installation: Installation | None = None, short: str | None = None) -> NodeConfig:
+    def fresh(
+        cls, installation: Installation | None = None, short: str | None = None, epmd_port: int | None = None
+    ) -> NodeConfig:
+        """A new node's names and ports; ``epmd_port`` shares a chroot's epmd (the nodes of one cluster)."""
         installation = installation or chosen_installation()
         short = short or uuid.uuid4().hex[:8]
         return cls(
@@ -130,7 +133,7 @@ class NodeConfig:
             management_port=free_port(),
             installation=installation,
             # A chroot's node runs an epmd of its own, so it never meets the machine's Erlang.
-            epmd_port=None if installation.root is None else free_port(),
+            epmd_port=None if installation.root is None else (epmd_port or free_port()),
         )
 
     def environment(self) -> dict[str, str]:
@@ -244,7 +247,21 @@ class ThrowawayNode:
         self.stop()
         self.start()
 
-    def destroy(self) -> None:
+    def ctl(self, *argv: str, tool: str = "rabbitmqctl", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl -n NODE argv`` (or another CLI tool) of the node's installation; raises when it fails."""
+        command, environment = self.config.command(tool, "-n", self.config.name, *argv)
+        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(argv)} on {self.config.name}: {done.stdout}{done.stderr}")
+        return done
+
+    def kill(self) -> None:
+        """kill -9 the node's Erlang VM (no goodbye to clients or peers), and wait until its port is closed."""
+        pid = int((self.config.folder / "pid").read_text().strip())
+        os.kill(pid, 9)
+        self._wait_until(lambda: not self._port_open(self.config.amqp_port), "die")
+
+    def destroy(self, keep_epmd: bool = False) -> None:
         """Stop the node if it runs and remove its folders."""
         try:
             if self._port_open(self.config.amqp_port) or (
@@ -252,7 +269,7 @@ class ThrowawayNode:
             ):
                 self.stop()
         finally:
-            if self.config.epmd_port is not None:  # the node's own epmd outlives the node
+            if self.config.epmd_port is not None and not keep_epmd:  # the node's own epmd outlives the node
                 command, environment = self.config.command("epmd", "-kill")
                 subprocess.run(command, env=environment, capture_output=True, timeout=30)
             shutil.rmtree(self.config.folder, ignore_errors=True)
@@ -296,6 +313,63 @@ def throwaway_node() -> Iterator[ThrowawayNode]:
         yield node
     finally:
         node.destroy()
+
+
+class ThrowawayCluster:
+    """Three (or more) throwaway nodes joined into one cluster: same cookie, same epmd, ``join_cluster``."""
+
+    def __init__(self, size: int = 3, installation: Installation | None = None) -> None:
+        installation = installation or chosen_installation()
+        first = NodeConfig.fresh(installation)
+        configs = [first] + [NodeConfig.fresh(installation, epmd_port=first.epmd_port) for _ in range(size - 1)]
+        self.nodes = [ThrowawayNode(config) for config in configs]
+
+    @property
+    def names(self) -> list[str]:
+        return [node.config.name for node in self.nodes]
+
+    def start(self) -> None:
+        """Start every node, join the others to the first, and wait until the first sees them all running."""
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes[1:]:
+            self.join(node)
+        self.wait_running(self.names)
+
+    def join(self, node: ThrowawayNode) -> None:
+        """Make ``node`` (running, standalone or reset) a member of the first node's cluster."""
+        node.ctl("stop_app")
+        node.ctl("reset")
+        node.ctl("join_cluster", self.nodes[0].config.name)
+        node.ctl("start_app")
+        node._wait_until(node._answers, "start")
+
+    def running(self, through: ThrowawayNode | None = None) -> list[str]:
+        """The running nodes as ``cluster_status`` of ``through`` (the first node by default) tells them."""
+        done = (through or self.nodes[0]).ctl("cluster_status", "--formatter", "json")
+        status = json.loads(done.stdout)
+        return sorted(status.get("running_nodes", []))
+
+    def wait_running(self, names: list[str], through: ThrowawayNode | None = None) -> None:
+        """Wait until exactly ``names`` run in the cluster, as ``through`` sees it."""
+        node = through or self.nodes[0]
+        node._wait_until(lambda: self.running(node) == sorted(names), "see the cluster")
+
+    def destroy(self) -> None:
+        """Stop and remove every node, the shared epmd (a chroot's) last."""
+        for index, node in enumerate(reversed(self.nodes)):
+            node.destroy(keep_epmd=index < len(self.nodes) - 1)
+
+
+@pytest.fixture(scope="module")
+def throwaway_cluster() -> Iterator[ThrowawayCluster]:
+    """A started three-node cluster of the module's own, destroyed after the module's tests (also on failure)."""
+    cluster = ThrowawayCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def _named_folders(name: str) -> list[Path]:

@@ -249,6 +249,10 @@ def _add_binding(
     return binding
 
 
+# A stream spells some settings its own way: the broker refuses a stream with the quorum queue's argument.
+STREAM_SPELLINGS = {"x-quorum-initial-group-size": "x-initial-cluster-size"}
+
+
 def queue_arguments(spec: dict[str, Any], origin: Origin, problems: list[Problem]) -> dict[str, Any]:
     """The queue's x-arguments: ``arguments`` merged with the friendly fields (never both for one)."""
     arguments = dict(spec.get("arguments") or {})
@@ -258,6 +262,8 @@ def queue_arguments(spec: dict[str, Any], origin: Origin, problems: list[Problem
     for friendly, x_name in QUEUE_ARGUMENT_NAMES.items():
         if friendly not in spec:
             continue
+        if spec.get("type") == "stream":
+            x_name = STREAM_SPELLINGS.get(x_name, x_name)
         if x_name in arguments:
             problems.append(origin.problem(f"{friendly} and arguments.{x_name} say the same thing; keep one", friendly))
         arguments[x_name] = spec[friendly]
