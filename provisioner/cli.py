@@ -177,14 +177,16 @@ def broker_options(command: F) -> F:
             envvar="PROVISION_AMQP_URL",
             default=DEFAULT_AMQP_URL,
             show_default="amqp://guest:***@localhost:5672/",
-            help="AMQP URL (env PROVISION_AMQP_URL); amqps:// for TLS. Its vhost is ignored: the topology names it.",
+            help="AMQP URL (env PROVISION_AMQP_URL); amqps:// for TLS. Its vhost is ignored: the topology names it. "
+            "A cluster's nodes comma-separated: the first that answers is used (a comma in a password: %2C).",
         ),
         click.option(
             "--management-url",
             envvar="PROVISION_MANAGEMENT_URL",
             default=DEFAULT_MANAGEMENT_URL,
             show_default="http://guest:***@localhost:15672",
-            help="Management API URL (env PROVISION_MANAGEMENT_URL); https:// for TLS.",
+            help="Management API URL (env PROVISION_MANAGEMENT_URL); https:// for TLS. "
+            "Several nodes comma-separated, in the order of --amqp-url.",
         ),
         click.option(
             "--ca-file",
@@ -220,7 +222,7 @@ def _clients(amqp_url: str, management_url: str, ca_file: str | None, retry_seco
     from provisioner.broker.retry import Backoff
 
     endpoints = Endpoints(amqp_url, management_url, ca_file).check()
-    backoff = Backoff(attempts=1 + int(retry_seconds > 0) * 7, deadline=retry_seconds)
+    backoff = Backoff(attempts=1 + int(retry_seconds > 0) * 7, deadline=retry_seconds, failover=endpoints.nodes > 1)
     return Broker(endpoints, Management(endpoints, backoff=backoff))
 
 

@@ -9,6 +9,7 @@ synchronous command at its end, so a round trip is paid per batch, not per objec
 
 from __future__ import annotations
 
+import copy
 import re
 import ssl
 import threading
@@ -22,7 +23,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from provisioner.broker.endpoints import Endpoints, netloc
 from provisioner.broker.management import name_not_resolved
-from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, is_transient
 from provisioner.errors import BrokerError
 from provisioner.options import DEFAULT_WORKERS
 from provisioner.topology.model import Binding, Exchange, Queue
@@ -75,14 +76,78 @@ def _translate_connect(error: Exception, parameters: pika.ConnectionParameters) 
     return ConnectFailed(f"cannot connect to AMQP at {place} ({detail})")
 
 
+class NodeParameters(pika.URLParameters):
+    """One node's connection parameters that remember the endpoints they came from, so a connection can move."""
+
+    endpoints: Endpoints | None = None
+    node: int = 0
+    vhost: str = "/"
+
+
+def _on_node(parameters: pika.ConnectionParameters, endpoints: Endpoints, node: int) -> pika.ConnectionParameters:
+    """``parameters`` (the lock's name and keepalive, say) pointed at another node of the same endpoints."""
+    there = endpoints.amqp_parameters(getattr(parameters, "vhost", parameters.virtual_host), node)
+    moved = copy.copy(parameters)
+    moved.host, moved.port, moved.credentials, moved.ssl_options = (
+        there.host,
+        there.port,
+        there.credentials,
+        there.ssl_options,
+    )
+    if isinstance(moved, NodeParameters):
+        moved.node = node
+    return moved
+
+
+def connect_any(
+    parameters: pika.ConnectionParameters, tried: list[pika.ConnectionParameters]
+) -> pika.BlockingConnection:
+    """A connection to the current node of the parameters' endpoints or, when it does not answer, the next that does.
+
+    A refusal (credentials, vhost access) is the same on every node: raised at
+    once. ``tried`` collects the parameters tried, for the error message.
+    """
+    endpoints = getattr(parameters, "endpoints", None)
+    if endpoints is None or endpoints.nodes == 1:
+        tried.append(parameters)
+        return pika.BlockingConnection(parameters)
+    first: BaseException | None = None
+    for node in endpoints.node_order():
+        candidate = _on_node(parameters, endpoints, node)
+        tried.append(candidate)
+        try:
+            connection = pika.BlockingConnection(candidate)
+        except (pika.exceptions.AMQPError, OSError) as error:
+            if not is_transient(error):
+                raise
+            first = first or error
+            continue
+        endpoints.settle(node, first)
+        return connection
+    assert first is not None
+    raise first
+
+
 def open_connection(
     parameters: pika.ConnectionParameters, backoff: Backoff = DEFAULT_BACKOFF, describe: str = "AMQP connect"
 ) -> pika.BlockingConnection:
-    """A blocking connection, retried on transient faults; ConnectFailed in one line otherwise."""
+    """A blocking connection (to another node of the list when one stops), retried on transient faults.
+
+    ConnectFailed in one line when no node answers within the backoff.
+    """
+    tried: list[pika.ConnectionParameters] = []
     try:
-        return call_with_retry(lambda: pika.BlockingConnection(parameters), backoff, describe=describe)
+        return call_with_retry(lambda: connect_any(parameters, tried), backoff, describe=describe)
     except (pika.exceptions.AMQPError, OSError) as error:
-        raise _translate_connect(error, parameters) from None
+        raise _every_node(_translate_connect(error, tried[-1] if tried else parameters), parameters) from None
+
+
+def _every_node(error: BrokerError, parameters: pika.ConnectionParameters) -> BrokerError:
+    """The error, saying that no node of a list answered when there were several."""
+    endpoints = getattr(parameters, "endpoints", None)
+    if endpoints is None or endpoints.nodes == 1 or not isinstance(error, ConnectFailed):
+        return error
+    return ConnectFailed(f"{error} (and no other of the {endpoints.nodes} nodes answered)")
 
 
 def check_login(parameters: pika.ConnectionParameters, backoff: Backoff, vhost_exists: bool = True) -> None:
@@ -91,8 +156,9 @@ def check_login(parameters: pika.ConnectionParameters, backoff: Backoff, vhost_e
     For a vhost apply is about to create, the broker's "vhost not found" comes
     after the login, so it proves the credentials right.
     """
+    tried: list[pika.ConnectionParameters] = []
     try:
-        connection = call_with_retry(lambda: pika.BlockingConnection(parameters), backoff, describe="AMQP login")
+        connection = call_with_retry(lambda: connect_any(parameters, tried), backoff, describe="AMQP login")
     except pika.exceptions.ProbableAccessDeniedError as error:
         if vhost_exists:
             raise _translate_connect(error, parameters) from None

@@ -39,51 +39,42 @@ class Management:
     def __init__(self, endpoints: Endpoints, timeout: float = 30.0, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.endpoints = endpoints
         self.backoff = backoff
-        self.base = endpoints.management_base
         self.timeout = timeout
         self.session = requests.Session()
-        # UTF-8, as the broker stores passwords: requests would encode str as latin-1 and fail on an emoji.
-        user, password = endpoints.management_auth
-        self.session.auth = (user.encode("utf-8"), password.encode("utf-8"))  # type: ignore[assignment]
+        self.session.auth = self._auth()  # type: ignore[assignment]
         # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a session's verify.
         self.verify = endpoints.verify
         self.requests_made = 0
         self.writes_made = 0
 
+    @property
+    def base(self) -> str:
+        """The management API of the node the run talks to now (another one after a failover)."""
+        return self.endpoints.management_base
+
+    def _auth(self, node: int | None = None) -> tuple[bytes, bytes]:
+        # UTF-8, as the broker stores passwords: requests would encode str as latin-1 and fail on an emoji.
+        user, password = self.endpoints.management_auth_of(node)
+        return user.encode("utf-8"), password.encode("utf-8")
+
     def _request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
         """One request, retried on transient faults; None for a 404 when ``missing_ok``."""
 
         def call() -> requests.Response:
-            self.requests_made += 1
-            if method != "GET":
-                self.writes_made += 1
-            try:
-                response = self.session.request(
-                    method, f"{self.base}/api/{path}", timeout=self.timeout, verify=self.verify, **kwargs
-                )
-            except requests.exceptions.SSLError as error:
-                raise ManagementError(
-                    f"TLS handshake with the management API at {self._where()} failed: {tls_reason(error)}",
-                    transient=False,
-                ) from error
-            except requests.exceptions.RequestException as error:
-                unresolved = name_not_resolved(error)
-                if unresolved is not None:
-                    raise ManagementError(
-                        f"the management API's host name {urlsplit(self.base).hostname!r} does not resolve "
-                        f"({unresolved.strerror})",
-                        transient=unresolved.errno == socket.EAI_AGAIN,
-                    ) from error
-                raise ManagementError(
-                    f"cannot reach the management API at {self._where()} ({type(error).__name__}); "
-                    f"is the rabbitmq_management plugin enabled? (rabbitmq-plugins enable rabbitmq_management)"
-                ) from error
-            if response.status_code >= 500:
-                raise ManagementError(
-                    f"management API at {self._where()} answered {response.status_code} to {method} /api/{path}",
-                    response.status_code,
-                ) from requests.HTTPError(response=response)
-            return response
+            """The request to the current node or, when it does not answer, the next node that does."""
+            order = self.endpoints.node_order()
+            first: ManagementError | None = None
+            for position, node in enumerate(order):
+                try:
+                    response = self._send(method, path, node, **kwargs)
+                except ManagementError as error:
+                    if position == len(order) - 1 or not _node_down(error):
+                        raise
+                    first = first or error
+                    continue
+                self.endpoints.settle(node, first.__cause__ if first is not None else None)
+                return response
+            raise AssertionError("unreachable: the last node's error is raised")
 
         response = call_with_retry(call, self.backoff, describe=f"{method} /api/{path}")
         if missing_ok and (response.status_code == 404 or "vhost_not_found" in response.text[:200]):
@@ -98,6 +89,45 @@ class Management:
                 response.status_code,
             )
         return response.json() if response.content else None
+
+    def _send(self, method: str, path: str, node: int, **kwargs: Any) -> requests.Response:
+        """One request to one node; ManagementError (status 0: no answer) for what is not an answer."""
+        self.requests_made += 1
+        if method != "GET":
+            self.writes_made += 1
+        base = self.endpoints.management_base_of(node)
+        try:
+            response = self.session.request(
+                method,
+                f"{base}/api/{path}",
+                timeout=self.timeout,
+                verify=self.verify,
+                auth=self._auth(node),  # type: ignore[arg-type]
+                **kwargs,
+            )
+        except requests.exceptions.SSLError as error:
+            raise ManagementError(
+                f"TLS handshake with the management API at {where(base)} failed: {tls_reason(error)}",
+                transient=False,
+            ) from error
+        except requests.exceptions.RequestException as error:
+            unresolved = name_not_resolved(error)
+            if unresolved is not None:
+                raise ManagementError(
+                    f"the management API's host name {urlsplit(base).hostname!r} does not resolve "
+                    f"({unresolved.strerror})",
+                    transient=unresolved.errno == socket.EAI_AGAIN,
+                ) from error
+            raise ManagementError(
+                f"cannot reach the management API at {where(base)} ({type(error).__name__}); "
+                f"is the rabbitmq_management plugin enabled? (rabbitmq-plugins enable rabbitmq_management)"
+            ) from error
+        if response.status_code >= 500:
+            raise ManagementError(
+                f"management API at {where(base)} answered {response.status_code} to {method} /api/{path}",
+                response.status_code,
+            ) from requests.HTTPError(response=response)
+        return response
 
     def _where(self) -> str:
         return where(self.base)
@@ -220,6 +250,11 @@ class Management:
 
     def delete_operator_policy(self, vhost: str, name: str) -> None:
         self._request("DELETE", f"operator-policies/{_q(vhost)}/{_q(name)}", missing_ok=True)
+
+
+def _node_down(error: ManagementError) -> bool:
+    """The node did not answer at all (refused, reset, timed out): another node of the list may."""
+    return error.status == 0 and isinstance(error.__cause__, (requests.ConnectionError, requests.Timeout))
 
 
 def tag_list(whoami: Any) -> list[str]:

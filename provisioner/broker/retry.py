@@ -50,6 +50,9 @@ class Backoff:
     factor: float = 2.0
     maximum: float = 4.0
     deadline: float = 45.0  # seconds: a node restart takes a few; a dead node should fail in under a minute
+    # The endpoints list several nodes: a lost connection is not worth a line of its own, the
+    # failover's one warning (endpoints.Failover) names the node left and the one used.
+    failover: bool = False
 
     def delays(self) -> Iterator[float]:
         """The pause before each retry (one fewer than the attempts)."""
@@ -90,6 +93,12 @@ def _judge_one(error: BaseException) -> bool | None:
     return None
 
 
+def _lost_connection(error: BaseException) -> bool:
+    """A connection that broke or was refused (a node died), as opposed to a slow or overloaded one."""
+    lost = (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError, requests.ConnectionError)
+    return isinstance(error, (*lost, ConnectionError)) or isinstance(error.__cause__, (*lost, ConnectionError))
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether retrying could help: judged on the error, then on its chain of causes."""
     seen: set[int] = set()
@@ -122,5 +131,6 @@ def call_with_retry(
             delay = next(delays, None)
             if not transient(error) or delay is None or clock() - started + delay > backoff.deadline:
                 raise
-            log.warning("%s failed (%s: %s); retrying in %.2fs", describe, type(error).__name__, error, delay)
+            level = logging.INFO if backoff.failover and _lost_connection(error) else logging.WARNING
+            log.log(level, "%s failed (%s: %s); retrying in %.2fs", describe, type(error).__name__, error, delay)
             sleep(delay)
