@@ -20,6 +20,7 @@ import getpass
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -111,6 +112,8 @@ class VhostLock:
         self.parameters = self._lock_parameters(parameters)
         self.waited = 0.0  # seconds the last acquire waited for another holder
         self._connection: pika.BlockingConnection | None = None
+        self._released = threading.Event()
+        self._watch: threading.Thread | None = None
 
     def _lock_parameters(self, parameters: pika.ConnectionParameters) -> pika.ConnectionParameters:
         """The caller's parameters, named after the holder, without heartbeats, with TCP keepalive.
@@ -148,6 +151,51 @@ class VhostLock:
         self.waited = self.clock() - started
         self._connection = connection
         log.info("locked vhost %r as %s", self.vhost, self.holder)
+        if getattr(self.parameters, "endpoints", None) is not None and self.parameters.endpoints.nodes > 1:
+            self._released.clear()
+            self._watch = threading.Thread(target=self._keep, name=f"lock {self.vhost}", daemon=True)
+            self._watch.start()
+
+    def _keep(self) -> None:
+        """With several nodes: when the lock's node dies (and the broker drops the lock with it), take it again.
+
+        Only this thread touches the lock's connection while it runs; release() waits for it.
+        """
+        while not self._released.is_set():
+            connection = self._connection
+            try:
+                assert connection is not None
+                connection.process_data_events(time_limit=0.5)
+                continue
+            except (pika.exceptions.AMQPError, OSError, AssertionError):
+                pass
+            if self._released.is_set():
+                return
+            self._take_again()
+
+    def _take_again(self) -> None:
+        """Take the lock through another node; say so only when another apply holds it meanwhile."""
+        warned = False
+        while not self._released.is_set():
+            try:
+                connection = open_connection(self.parameters, self.backoff, describe="lock connection")
+                if self._try_declare(connection):
+                    self._connection = connection
+                    log.info("took the lock of vhost %r again after its node was lost", self.vhost)
+                    return
+                _close_quietly(connection)
+                if not warned:
+                    holder = self.lookup(self.vhost) if self.lookup else None
+                    log.warning(
+                        "warning: the apply lock of vhost %r was lost with its node and %s holds it now; "
+                        "this apply goes on and takes the lock again when it is free",
+                        self.vhost,
+                        holder or "another apply",
+                    )
+                    warned = True
+            except (BrokerError, pika.exceptions.AMQPError, OSError) as error:
+                log.info("cannot take the lock of vhost %r again yet: %s", self.vhost, error)
+            self._released.wait(self.poll_maximum)
 
     def _try_declare(self, connection: pika.BlockingConnection) -> bool:
         """Declare the exclusive lock queue; False when another connection holds it."""
@@ -173,6 +221,10 @@ class VhostLock:
 
     def release(self) -> None:
         """Give the lock back: closing the connection deletes the exclusive queue."""
+        self._released.set()
+        if self._watch is not None:
+            self._watch.join()
+            self._watch = None
         connection, self._connection = self._connection, None
         if connection is not None:
             close_quietly(connection)
