@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
 from provisioner.broker.amqp import Amqp, Operation, OperationFailed
+from provisioner.broker.cluster import add_members
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management
@@ -132,6 +133,7 @@ class Executor:
                 with phase("execute"):
                     self.run(action, kind, changes)
         self.report.amqp_operations = self.operations_sent
+        self.report.done += add_members(self.management, plan.cluster)
         return self.report
 
     def run(self, action: Action, kind: str, changes: tuple[Change, ...]) -> None:

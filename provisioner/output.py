@@ -15,7 +15,7 @@ Line = tuple[str, str | None]
 
 def plan_lines(plan: Plan) -> list[Line]:
     """The plan as lines; an empty plan says so in one line."""
-    if plan.in_sync and not plan.unmanaged and not plan.problems:
+    if plan.in_sync and not plan.unmanaged and not plan.problems and not plan.cluster:
         return [("No changes. The broker matches the topology.", None)]
     lines: list[Line] = []
     by_vhost = groupby(sorted(plan.changes, key=lambda c: c.vhost), key=lambda c: c.vhost)
@@ -29,6 +29,10 @@ def plan_lines(plan: Plan) -> list[Line]:
         lines.append(("Not in the topology (left alone; --prune deletes them):", None))
         lines.extend((_unmanaged_line(item), None) for item in plan.unmanaged)
     lines.extend(drift_lines(plan))
+    if plan.cluster:
+        lines.append(("", None))
+        lines.append(("Cluster (what the cluster's nodes hold back or lack):", None))
+        lines.extend((f"      {note.text}", "yellow") for note in plan.cluster)
     if plan.problems:
         lines.append(("", None))
         lines.append(("Problems (apply refuses to start until they are fixed):", None))

@@ -196,6 +196,19 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class ClusterNote:
+    """A queue the cluster holds back (its node is down) or short of members; ``add``: nodes apply adds."""
+
+    vhost: str
+    queue: str
+    text: str
+    add: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vhost": self.vhost, "queue": self.queue, "text": self.text, "add": list(self.add)}
+
+
+@dataclass(frozen=True)
 class Plan:
     """What apply would do, in the order it would do it, and what it leaves alone.
 
@@ -208,15 +221,16 @@ class Plan:
     drift: tuple[Drift, ...] = ()
     problems: tuple[str, ...] = ()
     settings: tuple[QueueSettings, ...] = ()
+    cluster: tuple[ClusterNote, ...] = ()  # broker/cluster.py: queues held back by a node, members missing
 
     @property
     def is_empty(self) -> bool:
-        return not self.changes
+        return not self.changes and not any(note.add for note in self.cluster)
 
     @property
     def in_sync(self) -> bool:
-        """No change to make and nothing outside the topology changing managed objects."""
-        return not self.changes and not self.drift
+        """No change to make, nothing outside the topology changing managed objects, nothing held back."""
+        return not self.changes and not self.drift and not self.cluster
 
     def summary(self) -> dict[str, int]:
         counts = Counter(change.action for change in self.changes)
@@ -237,6 +251,7 @@ class Plan:
             "drift": [item.to_json() for item in self.drift],
             "problems": list(self.problems),
             "queues": [item.to_json() for item in self.settings],
+            "cluster": [note.to_json() for note in self.cluster],
             "summary": self.summary(),
         }
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from provisioner.accounts import with_accounts
 from provisioner.broker.amqp import Amqp
+from provisioner.broker.cluster import read_cluster, with_cluster
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.live import LiveSoon, read_live
 from provisioner.broker.management import Management
@@ -47,7 +48,10 @@ def make_plan(
     if endpoints is None:
         return plan
     with phase("counts"):
-        return with_exact_counts(plan, endpoints, management.backoff)
+        plan = with_exact_counts(plan, endpoints, management.backoff)
+    if endpoints.nodes > 1:  # the URLs name a cluster's nodes: what a node down or a member missing holds back
+        plan = with_cluster(plan, desired, read_cluster(management, vhosts))
+    return plan
 
 
 def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Plan:
@@ -75,7 +79,7 @@ def with_exact_counts(plan: Plan, endpoints: Endpoints, backoff: Backoff) -> Pla
         else u
         for u in plan.unmanaged
     )
-    return Plan(changes, unmanaged)
+    return replace(plan, changes=changes, unmanaged=unmanaged)  # drift, problems and settings stay
 
 
 def _counted(change: Change, counts: dict[tuple[str, str], tuple[int, int]]) -> Change:

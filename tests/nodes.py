@@ -261,6 +261,13 @@ class ThrowawayNode:
         os.kill(pid, 9)
         self._wait_until(lambda: not self._port_open(self.config.amqp_port), "die")
 
+    def wipe(self) -> None:
+        """Remove the stopped node's data, as if its machine were replaced: it starts as a new, lone node."""
+        mnesia = self.config.folder / "mnesia"
+        shutil.rmtree(mnesia)
+        mnesia.mkdir()
+        os.chown(mnesia, *self.config.installation.user_ids())
+
     def destroy(self, keep_epmd: bool = False) -> None:
         """Stop the node if it runs and remove its folders."""
         try:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
+import pika
 import pytest
+from click.testing import CliRunner
 from nodes import ThrowawayCluster, ThrowawayNode, throwaway_cluster  # noqa: F401 - the fixture
+from rabbit import api
 
+from provisioner import cli
 from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.management import Management
@@ -84,3 +89,99 @@ def test_the_plan_is_clean_through_every_node(
         endpoints = endpoints_of(node)
         plan = make_plan(desired, Management(endpoints), endpoints=endpoints)
         assert plan.in_sync and not plan.problems, (node.config.name, plan.changes, plan.problems)
+
+
+HELD = """\
+version: 1
+vhost: held
+exchanges:
+  work: {type: direct}
+queues:
+  homed: {bindings: [{exchange: work, routing_key: homed}]}
+  safe: {type: quorum, bindings: [{exchange: work, routing_key: safe}]}
+  fresh: {}
+"""
+
+
+def cluster_endpoints(cluster: ThrowawayCluster) -> Endpoints:
+    return Endpoints(
+        ",".join(node.amqp_url for node in cluster.nodes), ",".join(node.management_url for node in cluster.nodes)
+    )
+
+
+def make_vhost(node: ThrowawayNode, vhost: str) -> None:
+    base = node.management_url.replace("guest:guest@", "")
+    api("PUT", f"vhosts/{vhost}", base).raise_for_status()
+    api("PUT", f"permissions/{vhost}/guest", base, json={"configure": ".*", "write": ".*", "read": ".*"})
+
+
+def test_a_queue_whose_node_is_down_is_one_line_and_the_rest_is_applied(
+    throwaway_cluster: ThrowawayCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    first, third = throwaway_cluster.nodes[0], throwaway_cluster.nodes[2]
+    make_vhost(first, "held")
+    connection = pika.BlockingConnection(third.parameters("held"))
+    connection.channel().queue_declare("homed", durable=True)  # a classic queue lives on the node it was declared on
+    connection.close()
+    (tmp_path / "held.yaml").write_text(HELD)
+    desired, endpoints = load([tmp_path / "held.yaml"]), cluster_endpoints(throwaway_cluster)
+    third.stop()
+    try:
+        plan = make_plan(desired, Management(endpoints), endpoints=endpoints)
+        texts = [note.text for note in plan.cluster]
+        assert (
+            f"! queue homed in 'held': its node {third.config.name} is down; it cannot be changed until it returns"
+            in texts
+        )
+        assert any(text.startswith("! create binding work -> homed") for text in texts), texts
+        assert {(c.kind, c.name) for c in plan.changes} >= {("queue", "safe"), ("queue", "fresh")}
+        assert not [c for c in plan.changes if "homed" in str(c.resource)]
+        converge(desired, endpoints, Management(endpoints), ApplyOptions())
+        again = make_plan(desired, Management(endpoints), endpoints=endpoints)
+        assert not again.changes and [note.text for note in again.cluster] == texts  # held back, the rest done
+        output = CliRunner().invoke(
+            cli.main,
+            ["plan", str(tmp_path / "held.yaml")],
+            env={"PROVISION_AMQP_URL": endpoints.amqp_url, "PROVISION_MANAGEMENT_URL": endpoints.management_url},
+        )
+        assert f"      ! queue homed in 'held': its node {third.config.name} is down" in output.stdout, output.output
+    finally:
+        third.start()
+        throwaway_cluster.wait_running(throwaway_cluster.names)
+    back = make_plan(desired, Management(endpoints), endpoints=endpoints)
+    assert not back.cluster and [c.kind for c in back.changes] == ["binding"]
+    converge(desired, endpoints, Management(endpoints), ApplyOptions())
+    assert make_plan(desired, Management(endpoints), endpoints=endpoints).in_sync
+
+
+def test_a_quorum_queue_short_of_members_is_shown_and_grown(
+    throwaway_cluster: ThrowawayCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    first, third = throwaway_cluster.nodes[0], throwaway_cluster.nodes[2]
+    (tmp_path / "members.yaml").write_text("version: 1\nvhost: members\nqueues:\n  grow: {type: quorum}\n")
+    desired, endpoints = load([tmp_path / "members.yaml"]), cluster_endpoints(throwaway_cluster)
+    converge(desired, endpoints, Management(endpoints), ApplyOptions())
+    assert members_seen_by(first, "grow", "members") == sorted(throwaway_cluster.names)
+    # The third machine is replaced: forgotten by the cluster, then a new node of the same name joins.
+    third.stop()
+    first.ctl("forget_cluster_node", third.config.name)
+    third.wipe()
+    third.start()
+    throwaway_cluster.join(third)
+    throwaway_cluster.wait_running(throwaway_cluster.names)
+
+    plan = make_plan(desired, Management(endpoints), endpoints=endpoints)
+    [note] = plan.cluster
+    assert note.text.startswith("~ queue grow in 'members' (quorum): 2 member(s) (") and "asks for 3" in note.text
+    assert third.config.name not in note.text.split("asks for")[0]
+    if note.add:  # RabbitMQ 4.x: apply adds the member through the management API
+        assert note.add == (third.config.name,)
+        converge(desired, endpoints, Management(endpoints), ApplyOptions())
+    else:  # 3.x: the exact command, run as printed
+        command = shlex.split(note.text.split("; this RabbitMQ cannot add members by its API: run ")[1])
+        assert command == ["rabbitmq-queues", "add_member", "-p", "members", "grow", third.config.name]
+        first.ctl(*command[1:], tool=command[0])
+    assert members_seen_by(first, "grow", "members") == sorted(throwaway_cluster.names)
+    assert make_plan(desired, Management(endpoints), endpoints=endpoints).in_sync

@@ -229,6 +229,19 @@ class Management:
         result: dict[str, Any] = self._request("GET", "whoami")
         return result
 
+    def cluster_nodes(self) -> list[dict[str, Any]]:
+        """The cluster's nodes, each with its name and whether it runs."""
+        return list(self._request("GET", "nodes", params={"columns": "name,running"}) or [])
+
+    def queue_placement(self, vhost: str) -> list[dict[str, Any]]:
+        """Where each queue of a vhost lives: its node (classic, stream) or its members (quorum)."""
+        columns = {"columns": "name,type,node,members"}
+        return list(self._request("GET", f"queues/{_q(vhost)}", missing_ok=True, params=columns) or [])
+
+    def add_quorum_member(self, vhost: str, queue: str, node: str) -> None:
+        """Add a member of a quorum queue on a node (RabbitMQ 4.x; 3.x has only rabbitmq-queues add_member)."""
+        self._request("POST", f"queues/quorum/{_q(vhost)}/{_q(queue)}/replicas/add", json={"node": node})
+
     def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "overview")
         return result
