@@ -15,7 +15,7 @@ import pika
 import pytest
 from click.testing import CliRunner
 from nodes import ThrowawayCluster, ThrowawayNode, throwaway_cluster  # noqa: F401 - the fixture
-from rabbit import api
+from rabbit import api, wait_for
 
 from provisioner import cli
 from provisioner.apply import ApplyOptions, converge, make_plan
@@ -184,4 +184,5 @@ def test_a_quorum_queue_short_of_members_is_shown_and_grown(
         assert command == ["rabbitmq-queues", "add_member", "-p", "members", "grow", third.config.name]
         first.ctl(*command[1:], tool=command[0])
     assert members_seen_by(first, "grow", "members") == sorted(throwaway_cluster.names)
-    assert make_plan(desired, Management(endpoints), endpoints=endpoints).in_sync
+    # The management API's member lists come with its statistics, a few seconds behind the broker.
+    wait_for(lambda: make_plan(desired, Management(endpoints), endpoints=endpoints).in_sync, timeout=120)
