@@ -20,10 +20,12 @@ from rabbit import AMQP_URL, MANAGEMENT_URL, api, wait_for
 from provisioner import cli
 from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.endpoints import Endpoints, url_secrets, where
+from provisioner.broker.lock import VhostLock
 from provisioner.broker.management import Management
 from provisioner.broker.retry import Backoff
-from provisioner.errors import ProvisionerError
+from provisioner.errors import LockTimeout, ProvisionerError
 from provisioner.topology import load
+from provisioner.topology.model import LOCK_QUEUE
 
 EXCHANGES = 1500  # each with an exchange-to-exchange binding: 3,000 objects and more
 MESSAGES = 5000
@@ -187,3 +189,22 @@ def test_every_password_of_every_endpoint_is_masked() -> None:
     assert "cannot be parsed" in result.stderr and "%2C" in result.stderr
     for secret in ("first", "second", "th,ird", "ird"):
         assert secret not in result.output, result.output
+
+
+def test_the_lock_is_taken_again_through_another_node_when_its_node_dies(revived: ThrowawayCluster) -> None:
+    first, second = revived.nodes[0], revived.nodes[1]
+    make_vhost(second, "locked")
+    endpoints = cluster_endpoints(revived)
+    survivor = Endpoints(second.amqp_url, second.management_url)
+    with VhostLock(endpoints.amqp_parameters("locked"), timeout=5, backoff=Backoff(failover=True)) as lock:
+        first.kill()
+
+        # The broker dropped the exclusive queue with its node; the holder declares it again on the next node.
+        def retaken() -> bool:
+            queue = Management(survivor).queue("locked", LOCK_QUEUE)
+            return lock.held and queue is not None and queue.get("node") not in (None, first.config.name)
+
+        wait_for(retaken, timeout=60)
+        with pytest.raises(LockTimeout):
+            VhostLock(survivor.amqp_parameters("locked"), timeout=0.5).acquire()
+    assert Management(survivor).queue("locked", LOCK_QUEUE) is None  # released for good
