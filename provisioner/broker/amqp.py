@@ -10,6 +10,7 @@ synchronous command at its end, so a round trip is paid per batch, not per objec
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import ssl
 import threading
@@ -76,12 +77,25 @@ def _translate_connect(error: Exception, parameters: pika.ConnectionParameters) 
     return ConnectFailed(f"cannot connect to AMQP at {place} ({detail})")
 
 
-class NodeParameters(pika.URLParameters):
-    """One node's connection parameters that remember the endpoints they came from, so a connection can move."""
+@functools.cache
+def _node_parameters_class() -> type[pika.URLParameters]:
+    """pika's URL parameters with room for where they came from (made on first use, as pika is needed)."""
 
-    endpoints: Endpoints | None = None
-    node: int = 0
-    vhost: str = "/"
+    class NodeParameters(pika.URLParameters):
+        """One node's connection parameters that remember their endpoints, so a connection can move."""
+
+        endpoints: Endpoints | None = None
+        node: int = 0
+        vhost: str = "/"
+
+    return NodeParameters
+
+
+def node_parameters(url: str, endpoints: Endpoints, node: int, vhost: str) -> pika.URLParameters:
+    """Parameters of one node of ``endpoints``: open_connection moves them to another node when it stops."""
+    parameters = _node_parameters_class()(url)
+    parameters.endpoints, parameters.node, parameters.vhost = endpoints, node, vhost  # type: ignore[attr-defined]
+    return parameters
 
 
 def _on_node(parameters: pika.ConnectionParameters, endpoints: Endpoints, node: int) -> pika.ConnectionParameters:
@@ -94,7 +108,7 @@ def _on_node(parameters: pika.ConnectionParameters, endpoints: Endpoints, node: 
         there.credentials,
         there.ssl_options,
     )
-    if isinstance(moved, NodeParameters):
+    if getattr(moved, "endpoints", None) is not None:
         moved.node = node
     return moved
 

@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 from provisioner.errors import ProvisionerError
 
 if TYPE_CHECKING:
-    from provisioner.broker.amqp import NodeParameters
+    import pika
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class Endpoints:
         parts = urlsplit(self.management_url_of(node))
         return f"{parts.scheme}://{netloc(parts.hostname or 'localhost', parts.port)}{parts.path.rstrip('/')}"
 
-    def amqp_parameters(self, vhost: str, node: int | None = None) -> NodeParameters:
+    def amqp_parameters(self, vhost: str, node: int | None = None) -> pika.URLParameters:
         """Connection parameters for one vhost on a node (TLS with the CA file for amqps://).
 
         They remember these endpoints, so a connection opened with them (or a
@@ -249,13 +249,12 @@ class Endpoints:
 
         import pika
 
-        from provisioner.broker.amqp import NodeParameters
+        from provisioner.broker.amqp import node_parameters
 
         node = self.failover.current if node is None else node
         parts = urlsplit(self.amqp_url_of(node))
         url = parts._replace(path="/" + quote(vhost, safe="")).geturl()
-        parameters = NodeParameters(url)
-        parameters.endpoints, parameters.node, parameters.vhost = self, node, vhost
+        parameters = node_parameters(url, self, node, vhost)
         parameters.client_properties = {"connection_name": "provisioner"}
         if parts.scheme == "amqps":
             context = ssl.create_default_context(cafile=self.ca_file)

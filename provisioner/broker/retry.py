@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # AMQP reply codes that say "try again later" rather than "you asked for the wrong thing".
 TRANSIENT_REPLY_CODES = frozenset({320})  # CONNECTION_FORCED: the node is stopping
 TRANSIENT_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Errors (pika's and requests', by class name) that say the connection itself is gone.
+LOST_CONNECTION = frozenset({"AMQPConnectionError", "ChannelWrongStateError", "ConnectionError"})
 PERMANENT_AMQP_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.AuthenticationError,
     pika.exceptions.ProbableAuthenticationError,
@@ -95,8 +97,11 @@ def _judge_one(error: BaseException) -> bool | None:
 
 def _lost_connection(error: BaseException) -> bool:
     """A connection that broke or was refused (a node died), as opposed to a slow or overloaded one."""
-    lost = (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError, requests.ConnectionError)
-    return isinstance(error, (*lost, ConnectionError)) or isinstance(error.__cause__, (*lost, ConnectionError))
+    for current in (error, error.__cause__):
+        names = {kind.__name__ for kind in type(current).__mro__}
+        if current is not None and (names & LOST_CONNECTION or isinstance(current, ConnectionError)):
+            return True
+    return False
 
 
 def is_transient(error: BaseException) -> bool:
