@@ -153,13 +153,14 @@ def open_connection(
     try:
         return call_with_retry(lambda: connect_any(parameters, tried), backoff, describe=describe)
     except (pika.exceptions.AMQPError, OSError) as error:
-        raise _every_node(_translate_connect(error, tried[-1] if tried else parameters), parameters) from None
+        translated = _translate_connect(error, tried[-1] if tried else parameters)
+        raise (_every_node(translated, parameters) if is_transient(error) else translated) from None
 
 
 def _every_node(error: BrokerError, parameters: pika.ConnectionParameters) -> BrokerError:
     """The error, saying that no node of a list answered when there were several."""
     endpoints = getattr(parameters, "endpoints", None)
-    if endpoints is None or endpoints.nodes == 1 or not isinstance(error, ConnectFailed):
+    if endpoints is None or endpoints.nodes == 1:
         return error
     return ConnectFailed(f"{error} (and no other of the {endpoints.nodes} nodes answered)")
 
