@@ -1,7 +1,8 @@
 """Retry transient broker faults with exponential backoff and a bound; never retry permanent ones.
 
 Transient: the network dropped or refused (the node is restarting), the broker
-forced the connection closed (320), a management API 5xx or 429. Permanent:
+forced the connection closed (320), a management API 5xx or 429, a publish the
+broker nacked (a quorum queue without a leader for a moment, after a node died). Permanent:
 authentication and permissions (401, 403, ACCESS_REFUSED), PRECONDITION_FAILED,
 NOT_FOUND, RESOURCE_LOCKED, every other 4xx, every other refusal the broker
 closes a channel or connection with (541 INTERNAL_ERROR is how RabbitMQ 4 refuses
@@ -75,6 +76,8 @@ def _judge_one(error: BaseException) -> bool | None:
         return verdict
     if isinstance(error, PERMANENT_AMQP_ERRORS):
         return False
+    if type(error).__name__ == "NackError":
+        return True  # a quorum queue electing a new leader (its node died) refuses for a moment; nothing was taken
     if isinstance(error, socket.gaierror):
         return error.errno == socket.EAI_AGAIN  # "temporary failure in name resolution"; else: no such host
     if isinstance(error, ssl.SSLError):
