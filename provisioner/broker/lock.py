@@ -184,8 +184,11 @@ class VhostLock:
                     log.info("took the lock of vhost %r again after its node was lost", self.vhost)
                     return
                 _close_quietly(connection)
-                if not warned:
-                    holder = self.lookup(self.vhost) if self.lookup else None
+                holder = self.lookup(self.vhost) if self.lookup else None
+                if holder is not None and self.holder in holder:
+                    # Our own lock, still listed on the dead node until the cluster cleans it up.
+                    log.info("the lock of vhost %r is still our old one on the lost node; waiting", self.vhost)
+                elif not warned:
                     log.warning(
                         "warning: the apply lock of vhost %r was lost with its node and %s holds it now; "
                         "this apply goes on and takes the lock again when it is free",
