@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pika
+import pika.exceptions
 import pytest
 from click.testing import CliRunner
 from nodes import ThrowawayCluster, ThrowawayNode, free_port, throwaway_cluster  # noqa: F401 - the fixture
@@ -138,7 +139,20 @@ def test_a_migration_whose_node_is_killed_converges_on_rerun_with_nothing_lost(
     killed = threading.Event()
 
     def kill_once_moving() -> None:
-        wait_for(lambda: reader.queue("moving", "orders.provisioner-migrate"), timeout=120, interval=0.02)
+        """Kill the node in use once messages are moving (counted over AMQP on another node)."""
+        connection = pika.BlockingConnection(second.parameters("moving"))
+        channel = [connection.channel()]
+
+        def moving() -> bool:
+            try:
+                ok = channel[0].queue_declare("orders.provisioner-migrate", passive=True)
+            except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+                channel[0] = connection.channel()
+                return False
+            return ok.method.message_count >= MESSAGES // 10
+
+        wait_for(moving, timeout=120, interval=0.01)
+        connection.close()
         first.kill()
         killed.set()
 
