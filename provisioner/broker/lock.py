@@ -183,7 +183,7 @@ class VhostLock:
                     self._connection = connection
                     log.info("took the lock of vhost %r again after its node was lost", self.vhost)
                     return
-                _close_quietly(connection)
+                close_quietly(connection)
                 holder = self.lookup(self.vhost) if self.lookup else None
                 if holder is not None and self.holder in holder:
                     # Our own lock, still listed on the dead node until the cluster cleans it up.
