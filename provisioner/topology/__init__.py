@@ -9,7 +9,7 @@ from provisioner.errors import Problem, TopologyInvalid
 from provisioner.profile import phase
 from provisioner.topology.checks import meaning_problems
 from provisioner.topology.expand import expand_documents, vhost_bodies
-from provisioner.topology.load import Document, interpolate, read_document
+from provisioner.topology.load import Document, collector_paused, interpolate, read_document
 from provisioner.topology.model import Topology
 from provisioner.topology.schema import schema_problems, wants_text
 
@@ -29,6 +29,16 @@ def load(
     before expansion and the meaning checks, so a plan can start reading the
     broker while the rest is checked.
     """
+    with collector_paused():  # tens of thousands of objects and no cycles: each collection would walk them all
+        return _load(files, environ, warnings, on_vhosts)
+
+
+def _load(
+    files: Iterable[str | Path],
+    environ: Mapping[str, str] | None,
+    warnings: list[Problem] | None,
+    on_vhosts: Callable[[list[str]], None] | None,
+) -> Topology:
     documents: list[Document] = []
     problems: list[Problem] = []
     for file in files:

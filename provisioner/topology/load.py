@@ -1,8 +1,12 @@
 """Read topology files: YAML with a line mark for every value, duplicate keys refused,
 ``${VAR}`` / ``${VAR:-default}`` interpolated from the environment.
 
-The result keeps plain dict/list/str types (subclasses that carry marks), so the
-JSON Schema validator and everything after it see ordinary data.
+The result keeps plain dict/list/str types, so the JSON Schema validator and
+everything after it see ordinary data. A file without anchors is read by
+libyaml straight into plain objects (the common case, and the fast one); the
+marks are built, by a second parse, only when a problem needs a line to point
+at. Anything unusual (anchors, duplicate or non-string keys, a YAML error) goes
+the guarded, marked way, which explains it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +110,24 @@ class Document:
 
     file: str
     data: Any
+    text: str = field(default="", repr=False, compare=False)  # parsed again for marks when a problem needs one
+
+    @cached_property
+    def marked(self) -> Any:
+        """The file's values with their marks (MarkedDict/MarkedList): parsed on first use."""
+        if isinstance(self.data, (MarkedDict, MarkedList)) or not self.text:
+            return self.data
+        with collector_paused():
+            loader = _MarkingLoader(self.text)
+            try:
+                return loader.get_single_data()
+            finally:
+                loader.dispose()
 
     def locate(self, path: Iterable[Any]) -> Mark:
         """The mark of the value at ``path`` (keys and indexes), or of its nearest parent."""
-        node, mark = self.data, getattr(self.data, "mark", Mark(1, 1))
+        marked = self.marked
+        node, mark = marked, getattr(marked, "mark", Mark(1, 1))
         for step in path:
             if isinstance(node, MarkedDict) and step in node:
                 mark, node = node.value_marks[step], node[step]
@@ -133,7 +152,7 @@ class Document:
     def locate_key(self, path: Iterable[Any]) -> Mark:
         """The mark of the key that ends ``path`` (for "defined twice" style errors)."""
         steps = list(path)
-        parent = self.data
+        parent = self.marked
         for step in steps[:-1]:
             try:
                 parent = parent[step]
@@ -179,6 +198,9 @@ def read_document(file: str | Path) -> Document:
         raise fail(f"not UTF-8 text (byte {error.start})") from None
     if not text.strip():
         raise fail("empty file; a topology needs at least 'version: 1'")
+    plain = _plain_data(text)
+    if plain is not None:
+        return Document(name, plain, text)
     try:
         with collector_paused():
             loader = _MarkingLoader(text)
@@ -208,6 +230,59 @@ def read_document(file: str | Path) -> Document:
     if data is None:
         raise fail("empty document; a topology needs at least 'version: 1'")
     return Document(name, data)
+
+
+class _Unusual(Exception):
+    """The file needs the guarded, marked loader (to be refused with a reason, or for its anchors)."""
+
+
+class _PlainLoader(_Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
+    """libyaml's parser with the safe constructor, for scalars other than strings."""
+
+    def __init__(self, stream: str) -> None:
+        _Parser.__init__(self, stream)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+def _plain_data(text: str) -> Any:
+    """The file as plain objects when nothing in it needs the guarded loader; None otherwise.
+
+    No ``&`` means no anchor, so no alias (an alias bomb or a self-reference);
+    every key must be a string written once. Whatever else goes wrong is left to
+    the guarded loader to explain.
+    """
+    if "&" in text:
+        return None
+    with collector_paused():
+        loader = _PlainLoader(text)
+        try:
+            node = loader.get_single_node()
+            return None if node is None else _plain(loader, node)
+        except (yaml.YAMLError, _Unusual, RecursionError, ValueError, OverflowError):
+            return None
+        finally:
+            loader.dispose()
+
+
+def _plain(loader: _PlainLoader, node: yaml.Node) -> Any:
+    """One node and everything under it as plain objects (no marks); _Unusual for what needs the guarded loader."""
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if node.tag == _STR else loader.construct_object(node)
+    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+        return [_plain(loader, item) for item in node.value]
+    if not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
+        raise _Unusual
+    data: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR or key in data:
+            raise _Unusual
+        data[key] = _plain(loader, value_node)
+    return data
 
 
 @contextmanager

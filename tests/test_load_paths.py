@@ -1,0 +1,45 @@
+"""The two ways a file is read: plain objects by libyaml when nothing needs guarding, marks only on demand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import TopologyInvalid
+from provisioner.topology.load import Mark, MarkedDict, read_document
+
+
+def written(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_file_without_anchors_is_read_into_plain_objects_and_still_located(tmp_path: Path) -> None:
+    document = read_document(written(tmp_path, "version: 1\nqueues:\n  q:\n    durable: maybe\n"))
+    assert type(document.data) is dict  # no marks were built to read it
+    assert document.locate(["queues", "q", "durable"]) == Mark(4, 14)  # built when asked for
+    assert document.locate_key(["queues", "q"]) == Mark(3, 3)
+
+
+def test_a_file_with_anchors_takes_the_guarded_loader(tmp_path: Path) -> None:
+    document = read_document(written(tmp_path, "version: 1\nx: &a {b: 1}\ny: *a\n"))
+    assert isinstance(document.data, MarkedDict)
+    assert document.data["y"] == {"b": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("version: 1\nqueues: {}\nqueues: {}\n", "duplicate key 'queues' (first at line 2)"),
+        ("version: 1\nyes: 1\n", "key 'yes' is read as a boolean"),
+        ("version: 1\nq: *nowhere\n", "YAML:"),
+    ],
+)
+def test_what_the_plain_reader_cannot_judge_is_explained_by_the_guarded_one(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    with pytest.raises(TopologyInvalid) as raised:
+        read_document(written(tmp_path, text))
+    assert words in str(raised.value.problems[0])
