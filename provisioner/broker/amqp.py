@@ -16,18 +16,22 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pika
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
+from typing import TYPE_CHECKING, Any
 
 from provisioner.broker.endpoints import Endpoints, netloc
+from provisioner.broker.lazy import LazyModule
 from provisioner.broker.management import name_not_resolved
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, is_transient
 from provisioner.errors import BrokerError
 from provisioner.options import DEFAULT_WORKERS
 from provisioner.topology.model import Binding, Exchange, Queue
+
+if TYPE_CHECKING:
+    import pika
+    import pika.exceptions
+    from pika.adapters.blocking_connection import BlockingChannel
+else:  # imported on first use: plan and validate never need it
+    pika = LazyModule("pika", "exceptions")
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,20 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
-
-import pika
-import pika.exceptions
+from typing import TYPE_CHECKING
 
 from provisioner.broker.amqp import close_quietly, open_connection
+from provisioner.broker.lazy import LazyModule
 from provisioner.broker.management import Management
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff
 from provisioner.errors import BrokerError, LockTimeout
 from provisioner.topology.model import LOCK_QUEUE
+
+if TYPE_CHECKING:
+    import pika
+    import pika.exceptions
+else:  # imported on first use: plan and validate never need it
+    pika = LazyModule("pika", "exceptions")
 
 HOLDER_ARGUMENT = "x-provisioner-holder"
 RESOURCE_LOCKED = 405

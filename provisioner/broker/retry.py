@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pika.exceptions
 import requests
 
 T = TypeVar("T")
@@ -35,12 +35,12 @@ TRANSIENT_REPLY_CODES = frozenset({320})  # CONNECTION_FORCED: the node is stopp
 TRANSIENT_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Errors (pika's and requests', by class name) that say the connection itself is gone.
 LOST_CONNECTION = frozenset({"AMQPConnectionError", "ChannelWrongStateError", "ConnectionError"})
-PERMANENT_AMQP_ERRORS: tuple[type[BaseException], ...] = (
-    pika.exceptions.AuthenticationError,
-    pika.exceptions.ProbableAuthenticationError,
-    pika.exceptions.ProbableAccessDeniedError,
-    pika.exceptions.IncompatibleProtocolError,
-    pika.exceptions.ConnectionClosedByClient,
+PERMANENT_AMQP_ERRORS = (  # names in pika.exceptions
+    "AuthenticationError",
+    "ProbableAuthenticationError",
+    "ProbableAccessDeniedError",
+    "IncompatibleProtocolError",
+    "ConnectionClosedByClient",
 )
 
 
@@ -74,25 +74,20 @@ def _judge_one(error: BaseException) -> bool | None:
     verdict = getattr(error, "transient", None)
     if isinstance(verdict, bool):
         return verdict
-    if isinstance(error, PERMANENT_AMQP_ERRORS):
-        return False
+    amqp = _judge_amqp(error)
+    if amqp is not None:
+        return amqp
     if type(error).__name__ == "NackError":
         return True  # a quorum queue electing a new leader (its node died) refuses for a moment; nothing was taken
     if isinstance(error, socket.gaierror):
         return error.errno == socket.EAI_AGAIN  # "temporary failure in name resolution"; else: no such host
     if isinstance(error, ssl.SSLError):
         return False  # a certificate that does not verify, TLS on a plain port: the same next time
-    if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
-        return error.reply_code in TRANSIENT_REPLY_CODES
-    if isinstance(error, pika.exceptions.ChannelClosedByBroker):
-        return error.reply_code in TRANSIENT_REPLY_CODES
     if isinstance(error, requests.HTTPError):
         status = error.response.status_code if error.response is not None else 0
         return status in TRANSIENT_HTTP_STATUSES
     if isinstance(error, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
         return True
-    if isinstance(error, (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError)):
-        return True  # stream lost, refused, heartbeat missed, connection gone under a channel
     if isinstance(error, (ConnectionError, TimeoutError)):
         return True  # OSError family: reset, refused, aborted, broken pipe
     return None
@@ -105,6 +100,20 @@ def _lost_connection(error: BaseException) -> bool:
         if current is not None and (names & LOST_CONNECTION or isinstance(current, ConnectionError)):
             return True
     return False
+
+
+def _judge_amqp(error: BaseException) -> bool | None:
+    """The verdict on a pika error; None for any other (pika, never imported, raised nothing)."""
+    exceptions = sys.modules.get("pika.exceptions")
+    if exceptions is None:
+        return None
+    if isinstance(error, tuple(getattr(exceptions, name) for name in PERMANENT_AMQP_ERRORS)):
+        return False
+    if isinstance(error, (exceptions.ConnectionClosedByBroker, exceptions.ChannelClosedByBroker)):
+        return error.reply_code in TRANSIENT_REPLY_CODES
+    if isinstance(error, (exceptions.AMQPConnectionError, exceptions.ChannelWrongStateError)):
+        return True  # stream lost, refused, heartbeat missed, connection gone under a channel
+    return None
 
 
 def is_transient(error: BaseException) -> bool:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-
-import pika
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
+from typing import TYPE_CHECKING
 
 from provisioner.broker.amqp import count_queue, open_connection
+from provisioner.broker.lazy import LazyModule
 from provisioner.broker.management import Management
 from provisioner.broker.retry import DEFAULT_BACKOFF, NO_RETRY, Backoff, call_with_retry
 from provisioner.errors import BrokerError
 from provisioner.migration.steps import LiveQueue, MigrationReport, Observation, Step, migrate_queue
 from provisioner.topology.model import Binding, Queue
+
+if TYPE_CHECKING:
+    import pika
+    import pika.exceptions
+    from pika.adapters.blocking_connection import BlockingChannel
+else:  # imported on first use: plan and validate never need it
+    pika = LazyModule("pika", "exceptions")
 
 PREFETCH = 200
 IDLE_SECONDS = 0.2  # how long a drained queue stays quiet before its count is checked
