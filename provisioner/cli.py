@@ -242,16 +242,19 @@ IGNORE_HELP = (
 def _plan(files: tuple[str, ...], broker: Broker, prune: bool, ignore: tuple[str, ...] = ()) -> Plan:
     """Load and plan; the broker's export of the vhosts is read while the topology is still being checked."""
     from provisioner.broker.live import read_live_soon
-    from provisioner.live_state import ignoring
-    from provisioner.planning import make_plan
     from provisioner.topology import load
+    from provisioner.topology.load import collector_paused
 
     endpoints, management = broker.endpoints, broker.management
     reading: list[LiveSoon] = []
     desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
     _SECRETS.update(desired.accounts.passwords())  # users' passwords: never printed, even by mistake
     live_soon = reading[0] if reading else None
-    return make_plan(desired, management, prune, endpoints, live_soon=live_soon, include=ignoring(ignore))
+    from provisioner.live_state import ignoring  # imported while the broker is still answering
+    from provisioner.planning import make_plan
+
+    with collector_paused():  # the live state and the diff build many objects and no cycles
+        return make_plan(desired, management, prune, endpoints, live_soon=live_soon, include=ignoring(ignore))
 
 
 @main.command()
