@@ -34,6 +34,7 @@ import requests
 
 from provisioner.broker.endpoints import Endpoints
 from provisioner.topology import load
+from provisioner.topology.load import MAX_FILE_BYTES
 from provisioner.topology.model import Topology
 
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else ""  # GNU time: the peak RSS of one process
@@ -48,6 +49,20 @@ def topology_text(size: int, vhost: str) -> str:
         lines += [f"  q{index:05d}:", f"    bindings: [{{exchange: work, routing_key: jobs.{index}}}]"]
         lines += ["    dead_letter: true"]
     return "\n".join(lines) + "\n"
+
+
+def compact_text(size_bytes: int, vhost: str) -> str:
+    """As many queues with a dead-letter pair as fit in ``size_bytes``, one short line each (about 4 objects a line)."""
+    parts = ["version: 1", f"vhost: {vhost}", "queues:"]
+    used = sum(len(part) + 1 for part in parts)
+    index = 0
+    while True:
+        line = f"  q{index:06d}: {{dead_letter: true}}"
+        if used + len(line) + 1 > size_bytes:
+            return "\n".join(parts) + "\n"
+        parts.append(line)
+        used += len(line) + 1
+        index += 1
 
 
 def object_count(topology: Topology) -> int:
@@ -309,11 +324,29 @@ def targets(results: dict[int, tuple[int, dict[str, Row]]]) -> list[tuple[str, b
     return checks
 
 
+def big_file(runner: Runner, mib: float) -> tuple[Sample, str, int]:
+    """`provision validate` of one file of ``mib`` MiB (capped just under the loader's limit): time, memory, profile."""
+    size = min(int(mib * 1024 * 1024), MAX_FILE_BYTES - 1024)
+    path = runner.folder / "big.yaml"
+    path.write_text(compact_text(size, "bench-big"))
+    sample, _ = runner.command("validate", str(path))
+    _, stderr = runner.command("validate", str(path), profile=True)
+    return sample, _profile_line(stderr), path.stat().st_size
+
+
+def print_big(sample: Sample, profile: str, size: int) -> list[tuple[str, bool, str]]:
+    print(f"\nvalidate of one {size / 2**20:.2f} MiB file ({size // 32:,} queues or so, 4 objects each):")
+    print(f"  wall {sample.wall:.2f} s, cpu {sample.cpu:.2f} s, peak {sample.rss_mb:.0f} MB; {profile}")
+    fits = sample.wall < 10 and (sample.rss_mb < 600 or not sample.rss_mb)
+    return [("a 5 MiB file validates in < 10 s and < 600 MB", fits, f"{sample.wall:.2f} s, {sample.rss_mb:.0f} MB")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="500,2000,8000", help="comma-separated queue counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prefix", default="bench", help="of the vhosts it makes (and deletes)")
+    parser.add_argument("--big-mib", type=float, default=5.0, help="validate one file this big at the end (0: skip)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as folder:
@@ -326,11 +359,12 @@ def main() -> int:
             results[size] = (objects, rows)
             print_table(size, objects, rows, profiles, args.rounds)
             sys.stdout.flush()
+        big = print_big(*big_file(runner, args.big_mib)) if args.big_mib > 0 else []
     print("\nper object (wall, microseconds):")
     for size, (objects, rows) in results.items():
         cells = "  ".join(f"{label} {rows[label].median() * 1e6 / objects:6.1f}" for label in BASELINE)
         print(f"  N={size:<6} {cells}")
-    checks = targets(results)
+    checks = targets(results) + big
     if checks:
         print("\ntargets:")
         for name, ok, value in checks:

@@ -10,12 +10,13 @@ from pathlib import Path
 from rabbit import api
 
 ROOT = Path(__file__).resolve().parent.parent
+BIG = ("--big-mib", "0.01")  # the big-file row, at a size that costs nothing
 
 
 def test_bench_prints_the_table_and_leaves_no_vhost() -> None:
     prefix = f"test-bench-{uuid.uuid4().hex[:6]}"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--sizes", "20", "--rounds", "1", "--prefix", prefix],
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--sizes", "20", "--rounds", "1", "--prefix", prefix, *BIG],
         capture_output=True,
         text=True,
         timeout=900,
@@ -30,5 +31,6 @@ def test_bench_prints_the_table_and_leaves_no_vhost() -> None:
     for row in ("plan (no-op)", "apply (no-op)", "GET /api/definitions", "per-object GETs"):
         assert f"\n{row} " in out, row
     assert "plan (no-op)           yaml=" in out and " read=" in out  # the phases of a whole process
+    assert "validate of one 0.01 MiB file" in out and "peak" in out
     left = {v["name"] for v in api("GET", "vhosts").json() if v["name"].startswith(prefix)}
     assert not left, "the benchmark deletes its vhosts"

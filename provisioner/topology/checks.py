@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,6 +39,12 @@ STREAM_REFUSES = {
     "x-delivery-limit": "delivery_limit",
 }
 
+_REFUSED_BY_TYPE = {  # the arguments each queue type refuses
+    "classic": QUORUM_ONLY,
+    "quorum": CLASSIC_ONLY,
+    "stream": {**STREAM_REFUSES, **QUORUM_ONLY, **CLASSIC_ONLY},
+}
+
 Check = Callable[[Topology, dict[Key, Origin]], Iterator[Problem]]
 
 
@@ -48,9 +53,12 @@ def meaning_problems(topology: Topology, origins: dict[Key, Origin]) -> list[Pro
     return [problem for check in CHECKS for problem in check(topology, origins)]
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc, exactly
+
+
 def plain_name(name: str) -> bool:
     """A name the broker keeps as written: no white space around it, no control character in it."""
-    return name == name.strip() and not any(unicodedata.category(ch) == "Cc" for ch in name)
+    return name == name.strip() and _CONTROL.search(name) is None
 
 
 def check_names(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
@@ -173,11 +181,7 @@ def check_queue_types(topology: Topology, origins: dict[Key, Origin]) -> Iterato
                 yield origin.problem(f"{queue.type} queues are always durable", "durable")
             if queue.auto_delete:
                 yield origin.problem(f"{queue.type} queues cannot be auto_delete", "auto_delete")
-        refused = {
-            "classic": QUORUM_ONLY,
-            "quorum": CLASSIC_ONLY,
-            "stream": {**STREAM_REFUSES, **QUORUM_ONLY, **CLASSIC_ONLY},
-        }[queue.type]
+        refused = _REFUSED_BY_TYPE[queue.type]
         for argument, friendly in refused.items():
             if argument in queue.arguments:
                 where = _written_at(origin, friendly, argument)
@@ -231,7 +235,8 @@ def _is_queue_policy(key: Key, origins: dict[Key, Origin]) -> bool:
 
 def check_dead_letter_cycles(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """A queue whose dead letters come back to it (directly or through others) loops forever."""
-    targets = {q.key: _dead_letter_targets(topology, q) for q in topology.queues}
+    # A queue that sends its dead letters nowhere lies on no cycle: only the others are graph nodes.
+    targets = {q.key: found for q in topology.queues if (found := _dead_letter_targets(topology, q))}
     cyclic = _on_cycles(targets)  # one linear pass; the path search below runs only where a cycle is
     reported: set[Key] = set()
     for start in topology.queues:

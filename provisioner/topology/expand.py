@@ -41,7 +41,7 @@ MAX_TTL_MS = 2**32 - 1  # the broker's limit for x-message-ttl
 QUEUE_POLICY_PREFIX = "provisioner."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per object: no __dict__
 class Origin:
     """Where an object was written: the file and the path of its definition."""
 
@@ -346,10 +346,10 @@ def _dead_letter(
     expansion.dead_letters.append(dead_letter)
     made_by = f"dead_letter of queue {name!r}"
     here = Origin(origin.document, (*origin.path, "dead_letter"), made_by)
-    referenced = expansion.written.get((vhost, "exchanges"), set()) | expansion.written.get(
-        (vhost, "external_exchanges"), set()
-    )
-    if "exchange" not in options or options["exchange"] not in referenced:
+    written = expansion.written  # looked up, never merged: a union per queue grew with the file's exchanges
+    if "exchange" not in options or not any(
+        options["exchange"] in written.get((vhost, kind), ()) for kind in ("exchanges", "external_exchanges")
+    ):
         expansion.add(Exchange(vhost, dead_letter.exchange, "direct"), here)
     if "queue" not in options or options["queue"] not in expansion.written.get((vhost, "queues"), ()):
         dlq_type = options.get("queue_type", "quorum" if queue_type == "quorum" else "classic")

@@ -91,7 +91,7 @@ class VHost:
         return hash(self.key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__: a topology holds hundreds of thousands
 class Exchange:
     """An exchange as the broker holds it. Everything but the name is immutable on the broker."""
 
@@ -112,7 +112,7 @@ class Exchange:
         return hash(self.key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__: a topology holds hundreds of thousands
 class Queue:
     """A queue as the broker holds it; ``arguments`` never holds ``x-queue-type``."""
 
@@ -142,7 +142,7 @@ class Queue:
         return hash(self.key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__: a topology holds hundreds of thousands
 class Binding:
     """A binding is a resource of its own; its whole content is its identity."""
 
@@ -227,7 +227,7 @@ class ExternalExchange:
         return ("external_exchange", self.vhost, self.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__: a topology holds hundreds of thousands
 class DeadLetter:
     """Where a queue's rejected and expired messages go (after ``dead_letter`` expansion)."""
 
