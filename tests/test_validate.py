@@ -896,3 +896,32 @@ def test_non_durable_queues_are_a_warning_and_strict_makes_it_an_error(tmp_path:
     warnings: list[object] = []
     load([path], environ={}, warnings=warnings)
     assert [str(w) for w in warnings] == [expected]
+
+
+def test_only_the_queues_on_a_dead_letter_cycle_are_named_not_those_that_lead_into_it(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        exchanges:
+          dlx: {type: direct}
+        queues:
+          feeder:
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: a}
+          a:
+            bindings: [{exchange: dlx, routing_key: a}]
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: b}
+          b:
+            bindings: [{exchange: dlx, routing_key: b}]
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: c}
+          c:
+            bindings: [{exchange: dlx, routing_key: c}]
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: a}
+          self:
+            bindings: [{exchange: dlx, routing_key: self}]
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: self}
+          drained:
+            arguments: {x-dead-letter-exchange: dlx, x-dead-letter-routing-key: feeder}
+        """
+    with pytest.raises(TopologyInvalid) as raised:
+        load([write(tmp_path, text)], environ={})
+    cycles = sorted(p.message for p in raised.value.problems if "cycle" in p.message)
+    assert cycles == ["dead-letter cycle: a -> b -> c -> a", "dead-letter cycle: self -> self"]

@@ -286,7 +286,29 @@ def _topic_pattern(routing_key: str) -> re.Pattern[str]:
 
 
 def _on_cycles(targets: dict[Key, list[Key]]) -> set[Key]:
-    """Every queue that lies on some cycle: strongly connected components (Tarjan, iterative), linear."""
+    """Every queue that lies on some cycle, in linear time."""
+    return _strongly_connected_cyclic(_not_draining(targets))
+
+
+def _not_draining(targets: dict[Key, list[Key]]) -> dict[Key, list[Key]]:
+    """The graph without the queues whose dead letters surely end (peeled from the sinks back): usually empty."""
+    edges = {node: [child for child in children if child in targets] for node, children in targets.items()}
+    pending = {node: len(children) for node, children in edges.items()}
+    sources: dict[Key, list[Key]] = {}
+    for node, children in edges.items():
+        for child in children:
+            sources.setdefault(child, []).append(node)
+    drained = [node for node, count in pending.items() if count == 0]
+    while drained:
+        for source in sources.get(drained.pop(), ()):
+            pending[source] -= 1
+            if pending[source] == 0:
+                drained.append(source)
+    return {node: children for node, children in edges.items() if pending[node]}
+
+
+def _strongly_connected_cyclic(targets: dict[Key, list[Key]]) -> set[Key]:
+    """The members of cyclic strongly connected components (Tarjan, iterative)."""
     index: dict[Key, int] = {}
     low: dict[Key, int] = {}
     stack: list[Key] = []
