@@ -43,3 +43,31 @@ def test_what_the_plain_reader_cannot_judge_is_explained_by_the_guarded_one(
     with pytest.raises(TopologyInvalid) as raised:
         read_document(written(tmp_path, text))
     assert words in str(raised.value.problems[0])
+
+
+def test_the_plain_reader_types_scalars_as_yaml_does(tmp_path: Path) -> None:
+    text = "version: 1\nplain: {n: 5000, f: 1.5, b: no, z: ~, s: '007', d: 2024-01-01, e: ''}\n"
+    document = read_document(written(tmp_path, text))
+    assert type(document.data) is dict
+    plain = document.data["plain"]
+    assert (plain["n"], plain["f"], plain["b"], plain["z"], plain["s"], plain["e"]) == (
+        5000,
+        1.5,
+        False,
+        None,
+        "007",
+        "",
+    )
+    assert str(plain["d"]) == "2024-01-01"
+
+
+def test_an_explicit_tag_takes_the_guarded_loader(tmp_path: Path) -> None:
+    document = read_document(written(tmp_path, "version: 1\nq: !!str 5\n"))
+    assert isinstance(document.data, MarkedDict)
+    assert document.data["q"] == "5"
+
+
+def test_several_documents_are_still_refused(tmp_path: Path) -> None:
+    with pytest.raises(TopologyInvalid) as raised:
+        read_document(written(tmp_path, "version: 1\n---\nversion: 1\n"))
+    assert "several YAML documents in one file" in str(raised.value.problems[0])

@@ -245,43 +245,63 @@ class _PlainLoader(_Parser, yaml.constructor.SafeConstructor, yaml.resolver.Reso
         yaml.resolver.Resolver.__init__(self)
 
 
-_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_STR = "tag:yaml.org,2002:str"
 
 
 def _plain_data(text: str) -> Any:
     """The file as plain objects when nothing in it needs the guarded loader; None otherwise.
 
     No ``&`` means no anchor, so no alias (an alias bomb or a self-reference);
-    every key must be a string written once. Whatever else goes wrong is left to
-    the guarded loader to explain.
+    every key must be a string written once; no explicit tags. Built straight
+    from the parser's events: no node tree (three times the file's data) is ever
+    held. Whatever else goes wrong is left to the guarded loader to explain.
     """
     if "&" in text:
         return None
     with collector_paused():
         loader = _PlainLoader(text)
         try:
-            node = loader.get_single_node()
-            return None if node is None else _plain(loader, node)
+            events = loader.get_event
+            if type(events()) is not yaml.StreamStartEvent or type(events()) is not yaml.DocumentStartEvent:
+                raise _Unusual  # an empty stream: the guarded loader says so
+            data = _plain(loader, events())
+            if type(events()) is not yaml.DocumentEndEvent or type(events()) is not yaml.StreamEndEvent:
+                raise _Unusual  # several documents
+            return data
         except (yaml.YAMLError, _Unusual, RecursionError, ValueError, OverflowError):
             return None
         finally:
             loader.dispose()
 
 
-def _plain(loader: _PlainLoader, node: yaml.Node) -> Any:
-    """One node and everything under it as plain objects (no marks); _Unusual for what needs the guarded loader."""
-    if isinstance(node, yaml.ScalarNode):
-        return node.value if node.tag == _STR else loader.construct_object(node)
-    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-        return [_plain(loader, item) for item in node.value]
-    if not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
+def _plain(loader: _PlainLoader, event: Any) -> Any:  # a yaml.Event; the stubs type its fields poorly
+    """The value that starts with ``event``, as plain objects; _Unusual for what needs the guarded loader."""
+    kind = type(event)
+    if getattr(event, "tag", None) is not None or getattr(event, "anchor", None) is not None:
         raise _Unusual
+    if kind is yaml.ScalarEvent:
+        tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR:
+            return event.value
+        return loader.construct_object(yaml.ScalarNode(tag, event.value, style=event.style))
+    if kind is yaml.SequenceStartEvent:
+        items = []
+        while type(item := loader.get_event()) is not yaml.SequenceEndEvent:
+            items.append(_plain(loader, item))
+        return items
+    if kind is yaml.MappingStartEvent:
+        return _plain_mapping(loader)
+    raise _Unusual  # an alias
+
+
+def _plain_mapping(loader: _PlainLoader) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for key_node, value_node in node.value:
-        key = key_node.value
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR or key in data:
-            raise _Unusual
-        data[key] = _plain(loader, value_node)
+    while type(key := loader.get_event()) is not yaml.MappingEndEvent:
+        if type(key) is not yaml.ScalarEvent or key.tag is not None or key.anchor is not None:
+            raise _Unusual  # a list or mapping as a key, a tagged key
+        if loader.resolve(yaml.ScalarNode, key.value, key.implicit) != _STR or key.value in data:
+            raise _Unusual  # a key YAML reads as a boolean, number or null; a duplicate key
+        data[key.value] = _plain(loader, loader.get_event())
     return data
 
 
