@@ -295,6 +295,7 @@ def _plain(loader: _PlainLoader, event: Any) -> Any:  # a yaml.Event; the stubs 
 
 
 def _plain_mapping(loader: _PlainLoader) -> dict[str, Any]:
+    """A mapping's keys and values, up to its end event; _Unusual for a key the guarded loader must judge."""
     data: dict[str, Any] = {}
     while type(key := loader.get_event()) is not yaml.MappingEndEvent:
         if type(key) is not yaml.ScalarEvent or key.tag is not None or key.anchor is not None:
