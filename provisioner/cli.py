@@ -25,7 +25,8 @@ from provisioner.options import DEFAULT_LOCK_TIMEOUT, DEFAULT_WORKERS
 from provisioner.redact import redact
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
-    from provisioner.broker.live import LiveSoon
+    from provisioner.broker.live import LiveSoon, LiveVhost
+    from provisioner.live_state import IncludeObject
     from provisioner.plan import Plan
     from provisioner.topology.model import Topology
 
@@ -239,8 +240,17 @@ IGNORE_HELP = (
 )
 
 
-def _plan(files: tuple[str, ...], broker: Broker, prune: bool, ignore: tuple[str, ...] = ()) -> Plan:
-    """Load and plan; the broker's export of the vhosts is read while the topology is still being checked."""
+def _plan(
+    files: tuple[str, ...],
+    broker: Broker,
+    prune: bool,
+    ignore: tuple[str, ...] = (),
+    seen: dict[str, LiveVhost] | None = None,
+) -> Plan:
+    """Load and plan; the broker's export of the vhosts is read while the topology is still being checked.
+
+    ``seen`` receives the live vhosts the plan read (for the upgrade-readiness lines).
+    """
     from provisioner.broker.live import read_live_soon
     from provisioner.topology import load
     from provisioner.topology.load import collector_paused
@@ -253,8 +263,32 @@ def _plan(files: tuple[str, ...], broker: Broker, prune: bool, ignore: tuple[str
     from provisioner.live_state import ignoring  # imported while the broker is still answering
     from provisioner.planning import make_plan
 
+    if live_soon is not None and seen is not None:
+        live_soon = _remembering(live_soon, seen)
     with collector_paused():  # the live state and the diff build many objects and no cycles
         return make_plan(desired, management, prune, endpoints, live_soon=live_soon, include=ignoring(ignore))
+
+
+def _remembering(read: LiveSoon, seen: dict[str, LiveVhost]) -> LiveSoon:
+    """The same read, keeping what it returned in ``seen``."""
+    from provisioner.live_state import include_object
+
+    def remembered(desired: Topology | None = None, include: IncludeObject = include_object) -> dict[str, LiveVhost]:
+        states = read(desired, include)
+        seen.update(states or {})
+        return states
+
+    return remembered
+
+
+def _say_live_readiness(seen: dict[str, LiveVhost]) -> None:
+    """What RabbitMQ 4.x removes or denies among the live objects of the managed vhosts, one warning each."""
+    from provisioner.topology import readiness
+
+    for state in sorted(seen.values(), key=lambda state: state.name):
+        if state.exists:
+            for finding in readiness.findings(state.topology):
+                say(f"warning: {readiness.live_line(finding)}", err=True)
 
 
 @main.command()
@@ -280,7 +314,9 @@ def plan(
     """
     import json
 
-    result = _plan(files, broker, prune, ignore)
+    seen: dict[str, LiveVhost] = {}
+    result = _plan(files, broker, prune, ignore, seen)
+    _say_live_readiness(seen)
     if as_json:
         say(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
         for problem in result.problems:

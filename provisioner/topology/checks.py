@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from provisioner.errors import Problem
+from provisioner.topology import readiness
 from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS, table_value_problem, value_problem
 from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
 from provisioner.topology.model import (
@@ -23,7 +24,6 @@ from provisioner.topology.model import (
     Topology,
     VHost,
 )
-from provisioner.topology.policies import PolicySet, effective
 
 MAX_NAME_BYTES = 255
 BUILT_IN_EXCHANGES = frozenset(
@@ -429,35 +429,24 @@ def check_values(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Pro
                 yield origin.problem(f"{name} {problem}" if argument else f"{name}: {problem}", *base, name)
 
 
-def check_transient_queues(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
-    """Warn: RabbitMQ 4.x refuses non-durable, non-exclusive queues once deprecated features are denied."""
-    for queue in topology.queues:
-        if not queue.durable and queue.type == "classic":
-            yield origins[queue.key].warning(
-                "a non-durable queue: RabbitMQ 4.x refuses it when deprecated features are denied "
-                "(transient_nonexcl_queues); make it durable",
-                "durable",
-            )
-
-
-def warn_quorum_drops(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
-    """A quorum queue with neither a delivery limit nor dead-lettering drops messages on RabbitMQ 4.x."""
-    parking = {("queue", d.vhost, d.dead_letter_queue) for d in topology.dead_letters}
-    policies = {
-        vhost.name: PolicySet(p for p in topology.policies if p.vhost == vhost.name) for vhost in topology.vhosts
-    }
-    for queue in topology.queues:
-        if queue.type != "quorum" or queue.key in parking or origins[queue.key].generated_by:
-            continue  # a dead-letter queue is where messages park, not where they are redelivered
-        settings = effective(queue.type, queue.name, policies.get(queue.vhost, PolicySet()))
-        limit = "x-delivery-limit" in queue.arguments or "delivery-limit" in settings.definition
-        dead_letter = "x-dead-letter-exchange" in queue.arguments or "dead-letter-exchange" in settings.definition
-        if not limit and not dead_letter:
-            yield origins[queue.key].warning(
-                "quorum queue without delivery_limit and without dead-lettering: RabbitMQ 4.x gives it a delivery "
-                "limit of 20 and then drops the message (set delivery_limit, or dead_letter)",
-                at_key=True,
-            )
+def warn_upgrade_readiness(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
+    """Warn, at the line that sets it, about what RabbitMQ 4.x removes or denies (readiness.RULES)."""
+    generated = {key for key, origin in origins.items() if origin.generated_by}
+    for finding in readiness.findings(topology, exempt=generated):
+        origin = origins[finding.key]
+        if finding.key[0] == "policy":
+            base = () if _is_queue_policy(finding.key, origins) else ("definition",)
+            sub = (*base, finding.setting) if origin.document.has([*origin.path, *base, finding.setting]) else ()
+            yield origin.warning(f"{finding.setting}: {finding.why}", *sub, at_key=not sub)
+        elif finding.setting == "durable":
+            yield origin.warning(finding.why, "durable")
+        elif finding.setting:
+            known = QUEUE_ARGUMENTS.get(finding.setting)
+            friendly = known.friendly if known and known.friendly else finding.setting
+            where = _written_at(origin, friendly, finding.setting)
+            yield origin.warning(f"{finding.setting} {finding.value}: {finding.why}", *where)
+        else:
+            yield origin.warning(finding.why, at_key=True)
 
 
 CHECKS: tuple[Check, ...] = (
@@ -470,6 +459,5 @@ CHECKS: tuple[Check, ...] = (
     check_dead_letter_cycles,
     check_task_patterns,
     check_values,
-    check_transient_queues,
-    warn_quorum_drops,
+    warn_upgrade_readiness,
 )

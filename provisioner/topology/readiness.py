@@ -1,0 +1,183 @@
+"""Pure: what RabbitMQ 4.x removes, ignores or will deny, found in a topology's queues and policies. No I/O.
+
+One table of rules serves both sides: ``validate`` runs it over the desired
+topology (warnings at the line that writes the setting), ``plan`` over the live
+broker's objects in the managed vhosts, so a team can check a 3.x broker before
+upgrading. A rule names a queue argument and/or a policy key; a finding says
+which object and which setting, and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.topology.model import Key, OperatorPolicy, Policy, Queue, Topology
+from provisioner.topology.policies import PolicySet, effective
+
+# The broker's classic mirroring keys (rabbit_mirror_queue_misc): all refused by a 4.0 policy.
+MIRRORING_KEYS = frozenset(
+    {
+        "ha-mode",
+        "ha-params",
+        "ha-sync-mode",
+        "ha-sync-batch-size",
+        "ha-promote-on-shutdown",
+        "ha-promote-on-failure",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One thing 4.x changes: the queue argument and policy key that use it, and what happens to them."""
+
+    name: str
+    argument: str | None
+    policy_key: str | None
+    why: str
+    applies: Callable[[Any], bool] = lambda value: True
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "classic_queue_mirroring",
+        None,
+        "ha-*",
+        "classic queue mirroring is removed in RabbitMQ 4.0, which refuses the policy; use quorum queues",
+    ),
+    Rule(
+        "queue_mode",
+        "x-queue-mode",
+        "queue-mode",
+        "lazy mode has no effect since RabbitMQ 3.12 and 4.0 refuses it in operator policies; remove it",
+    ),
+    Rule(
+        "queue_version_1",
+        "x-queue-version",
+        "queue-version",
+        "classic queue storage v1 is removed in RabbitMQ 4.3, which refuses it; remove it (v2 is the default)",
+        lambda value: str(value).strip() == "1",
+    ),
+    Rule(
+        "queue_master_locator",
+        "x-queue-master-locator",
+        "queue-master-locator",
+        "a deprecated feature (queue_master_locator): RabbitMQ 4.x refuses it when deprecated features are "
+        "denied; use x-queue-leader-locator",
+    ),
+)
+TRANSIENT_WHY = (
+    "a non-durable queue: RabbitMQ 4.x refuses it when deprecated features are denied "
+    "(transient_nonexcl_queues); make it durable"
+)
+DELIVERY_LIMIT_WHY = (
+    "quorum queue without delivery_limit and without dead-lettering: RabbitMQ 4.x gives it a delivery limit "
+    "of 20 and then drops the message (set delivery_limit, or dead_letter)"
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A setting of one object that 4.x changes: the object, where in it (an argument or key), and why."""
+
+    key: Key  # the queue's or policy's model key
+    setting: str  # "x-queue-mode", "ha-mode", "durable", or "" for the object as a whole
+    value: Any
+    why: str
+
+
+def _policy_key_rule(key: str) -> Rule | None:
+    for rule in RULES:
+        if rule.policy_key == key or (rule.policy_key == "ha-*" and key in MIRRORING_KEYS):
+            return rule
+    return None
+
+
+def policy_findings(policies: tuple[Policy, ...]) -> Iterator[Finding]:
+    """Policy and operator policy keys a rule names."""
+    for policy in policies:
+        for key, value in sorted(policy.definition.items()):
+            rule = _policy_key_rule(key)
+            if rule is not None and rule.applies(value):
+                yield Finding(policy.key, key, value, rule.why)
+
+
+def argument_findings(queues: tuple[Queue, ...]) -> Iterator[Finding]:
+    """Queue arguments a rule names, and non-durable classic queues."""
+    for queue in queues:
+        for rule in RULES:
+            if rule.argument in queue.arguments and rule.applies(queue.arguments[rule.argument]):
+                yield Finding(queue.key, rule.argument, queue.arguments[rule.argument], rule.why)
+        if not queue.durable and queue.type == "classic":
+            yield Finding(queue.key, "durable", False, TRANSIENT_WHY)
+
+
+def dead_letter_receivers(topology: Topology) -> set[Key]:
+    """Queues that dead letters reach: bound to an exchange some queue dead-letters to (or named by the default's)."""
+    receivers: set[Key] = set()
+    for vhost in {q.vhost for q in topology.queues}:
+        policies = _policies_of(topology, vhost)
+        exchanges: set[str] = set()
+        for queue in (q for q in topology.queues if q.vhost == vhost):
+            settings = _dead_letter_settings(queue, policies)
+            if settings[0] == "":
+                receivers.add(("queue", vhost, settings[1] or queue.name))
+            elif settings[0] is not None:
+                exchanges.add(settings[0])
+        for binding in topology.bindings:
+            if binding.vhost == vhost and binding.source in exchanges and binding.destination_type == "queue":
+                receivers.add(("queue", vhost, binding.destination))
+    return receivers
+
+
+def _policies_of(topology: Topology, vhost: str) -> tuple[PolicySet, PolicySet]:
+    chosen = [p for p in topology.policies if p.vhost == vhost]
+    return (
+        PolicySet(p for p in chosen if not isinstance(p, OperatorPolicy)),
+        PolicySet(p for p in chosen if isinstance(p, OperatorPolicy)),
+    )
+
+
+def _dead_letter_settings(queue: Queue, policies: tuple[PolicySet, PolicySet]) -> tuple[str | None, str | None]:
+    """(dead-letter exchange, routing key) of a queue, from its arguments or the policies that reach it."""
+    definition = effective(queue.type, queue.name, *policies).definition
+    exchange = queue.arguments.get("x-dead-letter-exchange", definition.get("dead-letter-exchange"))
+    key = queue.arguments.get("x-dead-letter-routing-key", definition.get("dead-letter-routing-key"))
+    return (None if exchange is None else str(exchange)), (None if key is None else str(key))
+
+
+def delivery_limit_findings(topology: Topology, exempt: set[Key]) -> Iterator[Finding]:
+    """Quorum queues with neither a delivery limit nor dead-lettering: 4.x drops their 21st delivery."""
+    parking = dead_letter_receivers(topology) | exempt
+    for vhost in sorted({q.vhost for q in topology.queues}):
+        policies = _policies_of(topology, vhost)
+        for queue in topology.queues:
+            if queue.vhost != vhost or queue.type != "quorum" or queue.key in parking:
+                continue  # a dead-letter queue is where messages park, not where they are redelivered
+            definition = effective(queue.type, queue.name, *policies).definition
+            limited = "x-delivery-limit" in queue.arguments or "delivery-limit" in definition
+            if not limited and _dead_letter_settings(queue, policies)[0] is None:
+                yield Finding(queue.key, "", None, DELIVERY_LIMIT_WHY)
+
+
+def findings(topology: Topology, exempt: set[Key] | None = None) -> list[Finding]:
+    """Every rule over a topology's queues and policies; ``exempt`` queues skip the delivery-limit rule."""
+    return [
+        *policy_findings(topology.policies),
+        *argument_findings(topology.queues),
+        *delivery_limit_findings(topology, exempt or set()),
+    ]
+
+
+def live_line(finding: Finding) -> str:
+    """One line about a live object, for plan: what it uses and why that matters on 4.x."""
+    kind, vhost, name = finding.key[0], finding.key[1], finding.key[-1]
+    label = kind.replace("_", " ")
+    uses = f" uses {finding.setting} {_shown(finding.value)}" if finding.setting not in ("", "durable") else ""
+    return f"live {label} {name!r} in vhost {vhost!r}{uses}: {finding.why}"
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
