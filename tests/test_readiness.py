@@ -1,0 +1,183 @@
+"""Upgrade readiness: what RabbitMQ 4.x removes or denies, in the topology (validate) and on the live broker (plan).
+
+The validate tests are pure. The plan test makes, by hand, what a 3.x team may
+have on its broker and reads the warnings; the broker tests show that what we
+warn about is really refused by the broker under test where that is so
+(RabbitMQ 4.x, and 4.x with deprecated features denied).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import pika
+import pytest
+from click.testing import CliRunner
+from rabbit import DENY_DEPRECATED, api, fresh_vhost, parameters, version
+
+from provisioner.cli import main
+from provisioner.topology import load, readiness
+from provisioner.topology.model import Policy, Queue, Topology
+
+RULE_CASES = {
+    "mirroring": (
+        "policies:\n  mirror: {pattern: '^m', definition: {ha-mode: all, ha-sync-mode: automatic}}\n",
+        ["5:49: warning: ha-mode: classic queue mirroring is removed", "5:68: warning: ha-sync-mode: classic"],
+    ),
+    "queue mode argument": (
+        "  lazy: {arguments: {x-queue-mode: lazy}}\n",
+        ["4:36: warning: x-queue-mode lazy: lazy mode has no effect since RabbitMQ 3.12"],
+    ),
+    "queue mode field": ("  lazy: {queue_mode: lazy}\n", ["4:22: warning: x-queue-mode lazy: lazy mode"]),
+    "queue mode policy": (
+        "  lazy: {policy: {queue-mode: lazy}}\n",
+        ["4:31: warning: queue-mode: lazy mode has no effect"],
+    ),
+    "queue version 1": (
+        "  old: {arguments: {x-queue-version: 1}}\n",
+        ["4:38: warning: x-queue-version 1: classic queue storage v1 is removed in RabbitMQ 4.3"],
+    ),
+    "queue version 1 policy": (
+        "policies:\n  v1: {pattern: '^v', definition: {queue-version: 1}}\n",
+        ["5:51: warning: queue-version: classic queue storage v1 is removed"],
+    ),
+    "master locator": (
+        "  loc: {arguments: {x-queue-master-locator: min-masters}}\n",
+        ["4:45: warning: x-queue-master-locator min-masters: a deprecated feature (queue_master_locator)"],
+    ),
+    "master locator policy": (
+        "policies:\n  loc: {pattern: '^l', definition: {queue-master-locator: random}}\n",
+        ["5:59: warning: queue-master-locator: a deprecated feature (queue_master_locator)"],
+    ),
+    "transient queue": ("  tmp: {durable: false}\n", ["4:18: warning: a non-durable queue: RabbitMQ 4.x refuses it"]),
+    "quorum drops": (
+        "  qq: {type: quorum}\n",
+        ["4:3: warning: quorum queue without delivery_limit and without dead-lettering"],
+    ),
+}
+
+
+def _topology(tmp_path: Path, body: str) -> Path:
+    """A topology with a queue `work` and ``body`` (queue lines go under queues:, a policies: block after)."""
+    queues, _, policies = body.partition("policies:\n")
+    text = "version: 1\nqueues:\n  work: {}\n" + queues + (f"policies:\n{policies}" if policies else "")
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(RULE_CASES))
+def test_each_rule_warns_at_its_line_and_strict_refuses(tmp_path: Path, case: str) -> None:
+    body, expected = RULE_CASES[case]
+    path = _topology(tmp_path, body)
+    relaxed = CliRunner().invoke(main, ["validate", str(path)])
+    assert relaxed.exit_code == 0, relaxed.output
+    warnings = [line for line in relaxed.output.splitlines() if ": warning: " in line]
+    assert len(warnings) == len(expected), relaxed.output
+    for line, start in zip(sorted(warnings), sorted(expected), strict=True):
+        assert line.startswith(f"{path}:{start}") and line.endswith(")"), line
+    strict = CliRunner().invoke(main, ["validate", "--strict", str(path)])
+    assert strict.exit_code == 1
+    assert strict.output.splitlines()[-1] == f"{len(expected)} problem(s) found"
+
+
+def test_what_4x_keeps_raises_no_warning(tmp_path: Path) -> None:
+    """Version 2, a leader locator, a limit or a dead letter: nothing to warn about."""
+    body = (
+        "  v2: {arguments: {x-queue-version: 2, x-queue-leader-locator: balanced}}\n"
+        "  limited: {type: quorum, delivery_limit: 5}\n"
+        "  parked: {type: quorum, dead_letter: true}\n"
+        "  by_policy: {type: quorum}\n"
+        "policies:\n  dl: {pattern: '^by_', definition: {delivery-limit: 3}}\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "--strict", str(_topology(tmp_path, body))])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+
+
+def test_a_hand_made_dead_letter_queue_is_not_asked_for_a_delivery_limit(tmp_path: Path) -> None:
+    """A quorum queue that receives dead letters parks them; redelivery limits are for work queues."""
+    text = (
+        "version: 1\nexchanges: {dlx: {type: direct}}\nqueues:\n"
+        "  work: {type: quorum, delivery_limit: 5, arguments: {x-dead-letter-exchange: dlx}}\n"
+        "  parking: {type: quorum, bindings: [{exchange: dlx}]}\n"
+    )
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    warnings: list[object] = []
+    load([path], environ={}, warnings=warnings)
+    assert warnings == []
+    without_dlx = text.replace(", arguments: {x-dead-letter-exchange: dlx}", "")
+    path.write_text(without_dlx)
+    load([path], environ={}, warnings=warnings)
+    assert [str(w).split(": warning: ")[0] for w in warnings] == [f"{path}:5:3"]
+
+
+def test_live_lines_name_the_object_the_setting_and_why() -> None:
+    """The same rules over live objects: operator policies too, and 'x-queue-version' as the broker stores it."""
+    live = Topology(
+        queues=(Queue("v", "old", arguments={"x-queue-version": "1"}), Queue("v", "tmp", durable=False)),
+        policies=(Policy("v", "mirror", "^m", {"ha-mode": "exactly", "ha-params": 2}),),
+    )
+    lines = [readiness.live_line(finding) for finding in readiness.findings(live)]
+    assert lines == [
+        "live policy 'mirror' in vhost 'v' uses ha-mode exactly: " + readiness.RULES[0].why,
+        "live policy 'mirror' in vhost 'v' uses ha-params 2: " + readiness.RULES[0].why,
+        "live queue 'old' in vhost 'v' uses x-queue-version 1: " + readiness.RULES[2].why,
+        "live queue 'tmp' in vhost 'v': " + readiness.TRANSIENT_WHY,
+    ]
+
+
+def _declare(vhost: str, name: str, durable: bool = True, arguments: dict[str, object] | None = None) -> str:
+    """Declare a queue; '' when the broker took it, else the broker's reply text."""
+    connection = pika.BlockingConnection(parameters(vhost))
+    try:
+        connection.channel().queue_declare(name, durable=durable, arguments=arguments)
+        return ""
+    except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker) as refused:
+        return str(refused.reply_text)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _policy(vhost: str, name: str, definition: dict[str, object]) -> int:
+    body = {"pattern": f"^{name}$", "definition": definition, "apply-to": "queues"}
+    return api("PUT", f"policies/{quote(vhost, safe='')}/{name}", json=body).status_code
+
+
+def test_plan_warns_about_live_mirroring_and_lazy_queues(tmp_path: Path) -> None:
+    """A 3.x broker a team wants to upgrade: plan names each live object 4.x would refuse or ignore."""
+    with fresh_vhost("readiness") as vhost:
+        mirrored = _policy(vhost, "mirror", {"ha-mode": "all"})
+        assert _declare(vhost, "lazy", arguments={"x-queue-mode": "lazy"}) == ""
+        path = tmp_path / "topology.yaml"
+        path.write_text(f"version: 1\nvhost: {vhost}\nqueues: {{work: {{}}}}\n")
+        result = CliRunner().invoke(main, ["plan", str(path)])
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.output.splitlines() if line.startswith("warning: live ")]
+        lazy = f"warning: live queue 'lazy' in vhost '{vhost}' uses x-queue-mode lazy: " + readiness.RULES[1].why
+        if version() >= (4, 0):  # the broker refuses the policy outright
+            assert mirrored == 400
+            assert warnings == [lazy]
+        else:
+            assert mirrored in (201, 204)
+            mirror = f"warning: live policy 'mirror' in vhost '{vhost}' uses ha-mode all: " + readiness.RULES[0].why
+            assert warnings == [mirror, lazy]
+
+
+def test_the_broker_refuses_what_we_warn_about_where_it_does() -> None:
+    """Against the broker under test: 4.x refuses mirroring; with deprecated features denied, more."""
+    four = version() >= (4, 0)
+    with fresh_vhost("readiness") as vhost:
+        assert (_policy(vhost, "mirror", {"ha-mode": "all"}) == 400) is four
+        locator_policy = _policy(vhost, "locator", {"queue-master-locator": "random"})
+        assert (locator_policy == 400) is DENY_DEPRECATED, locator_policy
+        refused = _declare(vhost, "locator", arguments={"x-queue-master-locator": "min-masters"})
+        assert ("queue_master_locator" in refused) is DENY_DEPRECATED, refused
+        refused = _declare(vhost, "transient", durable=False)
+        assert ("transient_nonexcl_queues" in refused) is DENY_DEPRECATED, refused
+        # Accepted up to 4.2 (stored, without effect): validate warns ahead of the refusal in 4.3.
+        assert _declare(vhost, "lazy", arguments={"x-queue-mode": "lazy"}) == ""
+        assert _declare(vhost, "v1", arguments={"x-queue-version": 1}) == ""
