@@ -281,14 +281,16 @@ def _remembering(read: LiveSoon, seen: dict[str, LiveVhost]) -> LiveSoon:
     return remembered
 
 
-def _say_live_readiness(seen: dict[str, LiveVhost]) -> None:
-    """What RabbitMQ 4.x removes or denies among the live objects of the managed vhosts, one warning each."""
+def _live_readiness(seen: dict[str, LiveVhost]) -> list[str]:
+    """What RabbitMQ 4.x removes or denies among the live objects of the managed vhosts, one line each."""
     from provisioner.topology import readiness
 
-    for state in sorted(seen.values(), key=lambda state: state.name):
-        if state.exists:
-            for finding in readiness.findings(state.topology):
-                say(f"warning: {readiness.live_line(finding)}", err=True)
+    return [
+        readiness.live_line(finding)
+        for state in sorted(seen.values(), key=lambda state: state.name)
+        if state.exists
+        for finding in readiness.findings(state.topology)
+    ]
 
 
 @main.command()
@@ -316,12 +318,15 @@ def plan(
 
     seen: dict[str, LiveVhost] = {}
     result = _plan(files, broker, prune, ignore, seen)
-    _say_live_readiness(seen)
+    upgrade_warnings = _live_readiness(seen)
     if as_json:
-        say(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str))
+        document = result.to_json() | {"upgrade_warnings": upgrade_warnings}
+        say(json.dumps(document, indent=2, sort_keys=True, default=str))
         for problem in result.problems:
             say(f"error: {problem}", err=True)
     else:
+        for line in upgrade_warnings:
+            say(f"warning: {line}", err=True)
         _echo_plan(result)
     if result.problems:
         sys.exit(EXIT_ERROR)

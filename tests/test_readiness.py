@@ -8,6 +8,7 @@ warn about is really refused by the broker under test where that is so
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -165,6 +166,8 @@ def test_plan_warns_about_live_mirroring_and_lazy_queues(tmp_path: Path) -> None
             assert mirrored in (201, 204)
             mirror = f"warning: live policy 'mirror' in vhost '{vhost}' uses ha-mode all: " + readiness.RULES[0].why
             assert warnings == [mirror, lazy]
+        as_json = CliRunner().invoke(main, ["plan", "--json", str(path)])
+        assert json.loads(as_json.stdout)["upgrade_warnings"] == [line.removeprefix("warning: ") for line in warnings]
 
 
 def test_the_broker_refuses_what_we_warn_about_where_it_does() -> None:
