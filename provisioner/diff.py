@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from provisioner.drift import external_problems, hidden_drift, queue_settings
+from provisioner.drift import external_problems, hidden_drift, major_version, queue_settings
 from provisioner.kinds import PHASE_INDEX, describe, field_changes, kind_of
 from provisioner.live_state import LiveVhost
 from provisioner.migration.steps import is_migration_queue, original_name
@@ -40,7 +40,7 @@ def differences(desired: Topology, live: Mapping[str, LiveVhost], prune: bool = 
     changes.sort(key=lambda c: (PHASE_INDEX[(c.action, c.kind)], c.key not in dead_letter_targets, c.key))
     unmanaged.sort(key=lambda u: u.resource.key)
     return Plan(
-        tuple(_with_delivery_limits(changes, settings)),
+        tuple(_with_delivery_limits(changes, settings, version)),
         tuple(_noting_drift(unmanaged, drift)),
         tuple(drift),
         tuple(problems),
@@ -57,18 +57,27 @@ def _without_external(desired: Topology, state: LiveVhost) -> LiveVhost:
     return replace(state, topology=replace(state.topology, exchanges=exchanges))
 
 
-def _with_delivery_limits(changes: list[Change], settings: list[QueueSettings]) -> list[Change]:
-    """Quorum queue creations say which delivery limit the broker will enforce."""
-    limits = {(s.vhost, s.queue): s for s in settings if s.type == "quorum"}
+def _with_delivery_limits(changes: list[Change], settings: list[QueueSettings], version: str) -> list[Change]:
+    """Queue creations say what the broker adds: quorum queues' delivery limit, 4.x's type on classic queues."""
+    created = {(s.vhost, s.queue): s for s in settings}
     result = []
     for change in changes:
-        found = limits.get((change.vhost, change.name))
-        if change.action is Action.CREATE and change.kind == "queue" and found is not None:
-            limit = "unlimited" if found.delivery_limit is None else str(found.delivery_limit)
-            text = f"delivery-limit {limit} ({found.delivery_limit_source})"
+        found = created.get((change.vhost, change.name))
+        is_creation = change.action is Action.CREATE and change.kind == "queue"
+        text = _creation_note(found, version) if is_creation and found is not None else ""
+        if text:
             change = replace(change, reason=f"{change.reason}; {text}" if change.reason else text)
         result.append(change)
     return result
+
+
+def _creation_note(settings: QueueSettings, version: str) -> str:
+    if settings.type == "quorum":
+        limit = "unlimited" if settings.delivery_limit is None else str(settings.delivery_limit)
+        return f"delivery-limit {limit} ({settings.delivery_limit_source})"
+    if settings.type == "classic" and major_version(version) >= 4:
+        return f"stored with x-queue-type=classic (RabbitMQ {version})"
+    return ""
 
 
 def _noting_drift(unmanaged: list[Unmanaged], drift: list[Drift]) -> list[Unmanaged]:

@@ -110,14 +110,15 @@ def delivery_limit(queue: Queue, applied: Effective, version: str) -> tuple[int 
     if candidates:
         limit, source = min(candidates, key=lambda pair: pair[0])
         return (None, f"{source} (negative: unlimited)") if limit < 0 else (limit, source)
-    if _major(version) >= 4:
+    if major_version(version) >= 4:
         return DEFAULT_DELIVERY_LIMIT_4X, "the broker's default on 4.x"
     if version:
         return None, f"no default on RabbitMQ {version}"
     return None, "none set (RabbitMQ 4.x would make it 20)"
 
 
-def _major(version: str) -> int:
+def major_version(version: str) -> int:
+    """The major of a RabbitMQ version (0 when unknown): what 4.x changed depends on it."""
     head = version.split(".", 1)[0]
     return int(head) if head.isdigit() else 0
 

@@ -15,9 +15,12 @@ from urllib.parse import quote
 import pika
 import pytest
 from click.testing import CliRunner
-from rabbit import DENY_DEPRECATED, api, fresh_vhost, parameters, version
+from rabbit import DENY_DEPRECATED, api, fresh_vhost, parameters, stored_arguments, version
 
+from provisioner.broker.live import live_from_definitions
 from provisioner.cli import main
+from provisioner.diff import differences
+from provisioner.output import plan_lines
 from provisioner.topology import load, readiness
 from provisioner.topology.model import Policy, Queue, Topology
 
@@ -184,3 +187,39 @@ def test_the_broker_refuses_what_we_warn_about_where_it_does() -> None:
         # Accepted up to 4.2 (stored, without effect): validate warns ahead of the refusal in 4.3.
         assert _declare(vhost, "lazy", arguments={"x-queue-mode": "lazy"}) == ""
         assert _declare(vhost, "v1", arguments={"x-queue-version": 1}) == ""
+
+
+# --- What 4.x stores: plan says it ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("broker", "expected"),
+    [
+        ("4.0.5", "+ queue work  (classic; stored with x-queue-type=classic (RabbitMQ 4.0.5))"),
+        ("3.10.8", "+ queue work  (classic)"),
+    ],
+)
+def test_plan_says_a_classic_queue_is_stored_with_its_type_on_4x(tmp_path: Path, broker: str, expected: str) -> None:
+    """Recorded definitions of each version: 4.x adds x-queue-type to every classic queue, 3.x does not."""
+    path = _topology(tmp_path, "")
+    desired = load([path], environ={})
+    live = live_from_definitions("/", {"rabbit_version": broker, "queues": [], "exchanges": [], "bindings": []})
+    text = [line.strip() for line, _ in plan_lines(differences(desired, {"/": live}))]
+    assert expected in text
+
+
+def test_the_broker_under_test_stores_what_plan_says(tmp_path: Path) -> None:
+    """On 4.x plan notes the type the broker stores on every classic queue, even one declared without it."""
+    with fresh_vhost("readiness") as vhost:
+        path = tmp_path / "topology.yaml"
+        path.write_text(f"version: 1\nvhost: {vhost}\nqueues: {{work: {{}}}}\n")
+        planned = CliRunner().invoke(main, ["plan", str(path)])
+        assert planned.exit_code == 0, planned.output
+        assert _declare(vhost, "untyped") == ""  # as a client that names no type declares it
+        stored = api("GET", f"queues/{quote(vhost, safe='')}/untyped").json()["arguments"]
+        assert stored == stored_arguments({})
+        assert (
+            ("stored with x-queue-type=classic" in planned.output)
+            is (version() >= (4, 0))
+            is ("x-queue-type" in stored)
+        )
