@@ -62,6 +62,7 @@ def test_redact_masks_every_form_of_a_password(password: str, before: str, after
 @given(password=PASSWORDS)
 def test_redact_masks_a_password_known_only_as_it_is_written_in_the_url(password: str) -> None:
     assume("*" not in password)
+    assume(password != "user")  # a password equal to the user name is no secret (url_secrets): messages name the user
     written = quote(password, safe="")
     url = f"amqp://user:{written}@broker.example:5672/"
     message = f"failed for {url}, password {password!r}, json {json.dumps(password)}"
