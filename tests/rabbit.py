@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -96,3 +99,25 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {condition}")
         time.sleep(interval)
+
+
+def queue_policy(vhost: str, queue: str, field: str = "policy") -> Any:
+    """What the broker itself says applies to a queue (``policy`` or ``effective_policy_definition``).
+
+    The management API says it, except on a broker that denies the deprecated
+    management metrics collection: then the node under test's rabbitmqctl does.
+    """
+    found = api("GET", f"queues/{quote(vhost, safe='')}/{quote(queue, safe='')}").json()
+    if field in found or not DENY_DEPRECATED:
+        return found.get(field)
+    from nodes import NodeConfig  # the node scripts/test.sh started for this run
+
+    config = NodeConfig.from_json((Path(os.environ["PROVISION_TEST_NODE_FOLDER"]) / "node.json").read_text())
+    argv, environment = config.command(
+        "rabbitmqctl", "list_queues", "-q", "-p", vhost, "--formatter", "json", "name", field
+    )
+    listed = json.loads(subprocess.run(argv, env=environment, check=True, capture_output=True, text=True).stdout)
+    value = next(row[field] for row in listed if row["name"] == queue)
+    if isinstance(value, list):  # a definition comes as [key, value] pairs
+        return dict(value)
+    return value or None  # rabbitmqctl says "" where the API says nothing

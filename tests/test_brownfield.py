@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pika
 from click.testing import CliRunner, Result
-from rabbit import api, fresh_vhost, parameters, wait_for
+from rabbit import api, fresh_vhost, parameters, queue_policy, wait_for
 
 from provisioner.cli import main
 from provisioner.diff import differences
@@ -44,7 +44,7 @@ def put_policy(vhost: str, name: str, pattern: str, definition: dict, priority: 
 
 def broker_policy(vhost: str, queue: str, field: str = "policy") -> Any:
     """What the broker itself says applies to a queue (its own policy matching, for comparison)."""
-    return api("GET", f"queues/{q(vhost)}/{q(queue)}").json().get(field)
+    return queue_policy(vhost, queue, field)
 
 
 def count(vhost: str, queue: str) -> int:
