@@ -3,7 +3,7 @@
 # Installs what is missing (RabbitMQ from Debian's packages, a .venv with the project and its
 # test extras), then runs pytest once per broker. Extra arguments go to pytest.
 #
-# PROVISION_TEST_BROKER chooses the brokers, space-separated, one whole run each:
+# PROVISION_TEST_BROKER chooses the brokers, space-separated, one whole run each (default: all three):
 #   3.10      the machine's node on localhost (scripts/ensure-rabbitmq.sh)
 #   4.0       a throwaway RabbitMQ 4.0 node (scripts/rabbitmq4.sh builds its root once)
 #   4.0-deny  the same with every deprecated feature denied, as later versions default to
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BROKERS=${PROVISION_TEST_BROKER:-3.10}
+BROKERS=${PROVISION_TEST_BROKER:-3.10 4.0 4.0-deny}
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
