@@ -64,8 +64,17 @@ def default_delivery_limit() -> int | None:
 
 
 def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> requests.Response:
-    """One management API call (path after /api/)."""
-    return requests.request(method, f"{base}/api/{path}", auth=AUTH, timeout=10, **kwargs)
+    """One management API call (path after /api/).
+
+    A shared broker under load can take longer than a request's timeout (creating
+    a vhost, say): GET, PUT and DELETE are idempotent, so a timed-out one is sent again.
+    """
+    while True:
+        try:
+            return requests.request(method, f"{base}/api/{path}", auth=AUTH, timeout=10, **kwargs)
+        except requests.Timeout:
+            if method.upper() not in ("GET", "PUT", "DELETE"):
+                raise
 
 
 def parameters(vhost: str, port: int = AMQP_PORT, **kwargs: Any) -> pika.ConnectionParameters:
