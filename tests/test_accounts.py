@@ -275,3 +275,16 @@ def test_password_matches_the_brokers_hashes() -> None:
         assert not password_matches("password", salted(hasher, "pässword"), algorithm)
     assert not password_matches("x", "", "rabbit_password_hashing_sha256")  # a user without a password
     assert not password_matches("x", "not base64!", "rabbit_password_hashing_sha256")
+
+
+def test_a_vhost_connection_limit_below_the_workers_still_applies(names: dict[str, str], tmp_path: Path) -> None:
+    """max-connections: 2 leaves room for the lock and one lane; the lanes the broker refuses leave their work."""
+    queues = "".join(f"  q{index}: {{type: classic}}\n" for index in range(1000))  # five batches: five lanes tried
+    path = tmp_path / "limited.yaml"
+    path.write_text(f"version: 1\nvhost: {names['TEST_VHOST']}\nlimits: {{max-connections: 2}}\nqueues:\n{queues}")
+    applied = run(names, "apply", str(path))
+    assert applied.exit_code == 0, applied.output
+    assert get(f"vhost-limits/{names['TEST_VHOST']}") == [{"vhost": names["TEST_VHOST"], "value": {"max-connections": 2}}]
+    listed = get(f"queues/{quote(names['TEST_VHOST'], safe='')}?columns=name")
+    assert isinstance(listed, list) and sorted(queue["name"] for queue in listed) == sorted(f"q{i}" for i in range(1000))
+    assert run(names, "plan", "--detailed-exitcode", str(path)).exit_code == 0

@@ -276,6 +276,24 @@ NOWAIT: dict[str, Callable[[BlockingChannel, Operation], None]] = {
 }
 
 
+class _Batches:
+    """The batches of one phase, handed out to whichever lane asks next."""
+
+    def __init__(self, batches: list[list[Operation]]) -> None:
+        self._batches, self._next, self._lock = batches, 0, threading.Lock()
+
+    def take(self) -> list[Operation] | None:
+        with self._lock:
+            if self._next == len(self._batches):
+                return None
+            self._next += 1
+            return self._batches[self._next - 1]
+
+    def left(self) -> bool:
+        with self._lock:
+            return self._next < len(self._batches)
+
+
 class Amqp:
     """The AMQP side of one vhost; counts the commands it sends (the benchmark prints them)."""
 
@@ -298,26 +316,37 @@ class Amqp:
 
         The operations of one call must not depend on each other (the caller
         runs one phase at a time: exchanges, then queues, then bindings).
-        Returns how many were done; raises OperationFailed with that count.
+        Lanes take batches from one shared list, so a lane whose connection the
+        broker refuses (a vhost or user connection limit below ``workers``)
+        leaves its work to the lanes that did connect; only when none connects
+        is the refusal the apply's error. Returns how many were done; raises
+        OperationFailed with that count.
         """
         if not operations:
             return 0
-        lanes = [list(operations[i::workers]) for i in range(min(workers, len(operations)))]
+        batches = [list(operations[start : start + BATCH]) for start in range(0, len(operations), BATCH)]
+        work = _Batches(batches)
         done = [0]
         failure: list[BaseException] = []
+        refused: list[BaseException] = []
         stop = threading.Event()
 
-        def lane(items: list[Operation]) -> None:
+        def lane() -> None:
             try:
-                self._run_lane(items, done, stop, progress)
+                connection = self.connect()
+            except BaseException as error:  # another lane may still do the work
+                refused.append(error)
+                return
+            try:
+                self._run_lane(connection, work, done, stop, progress)
             except BaseException as error:  # handed to the calling thread below
                 failure.append(error)
                 stop.set()
 
-        threads = [threading.Thread(target=lane, args=(items,), daemon=True) for items in lanes[1:]]
+        threads = [threading.Thread(target=lane, daemon=True) for _ in range(min(workers, len(batches)) - 1)]
         for thread in threads:
             thread.start()
-        lane(lanes[0])
+        lane()
         for thread in threads:
             thread.join()
         if failure:
@@ -325,22 +354,24 @@ class Amqp:
             if isinstance(error, OperationFailed):
                 raise OperationFailed(error.operation, error.reply, done[0]) from None
             raise error
+        if work.left() and refused:  # no lane connected (or every one that did had finished first)
+            raise refused[0]
         return done[0]
 
     def _run_lane(
         self,
-        items: list[Operation],
+        connection: pika.BlockingConnection,
+        work: _Batches,
         done: list[int],
         stop: threading.Event,
         progress: Callable[[int], None] | None,
     ) -> None:
-        connection = self.connect()
         channel = connection.channel()
         try:
-            for start in range(0, len(items), BATCH):
-                if stop.is_set():
+            while not stop.is_set():
+                batch = work.take()
+                if batch is None:
                     return
-                batch = items[start : start + BATCH]
                 connection, channel = self._batch(connection, channel, batch, done)
                 if progress is not None:
                     progress(len(batch))
