@@ -284,7 +284,11 @@ def test_a_vhost_connection_limit_below_the_workers_still_applies(names: dict[st
     path.write_text(f"version: 1\nvhost: {names['TEST_VHOST']}\nlimits: {{max-connections: 2}}\nqueues:\n{queues}")
     applied = run(names, "apply", str(path))
     assert applied.exit_code == 0, applied.output
-    assert get(f"vhost-limits/{names['TEST_VHOST']}") == [{"vhost": names["TEST_VHOST"], "value": {"max-connections": 2}}]
+    assert get(f"vhost-limits/{names['TEST_VHOST']}") == [
+        {"vhost": names["TEST_VHOST"], "value": {"max-connections": 2}}
+    ]
     listed = get(f"queues/{quote(names['TEST_VHOST'], safe='')}?columns=name")
-    assert isinstance(listed, list) and sorted(queue["name"] for queue in listed) == sorted(f"q{i}" for i in range(1000))
+    assert isinstance(listed, list) and sorted(queue["name"] for queue in listed) == sorted(
+        f"q{i}" for i in range(1000)
+    )
     assert run(names, "plan", "--detailed-exitcode", str(path)).exit_code == 0
