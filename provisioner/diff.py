@@ -39,6 +39,7 @@ def differences(desired: Topology, live: Mapping[str, LiveVhost], prune: bool = 
     dead_letter_targets = {("queue", d.vhost, d.dead_letter_queue) for d in desired.dead_letters}
     changes.sort(key=lambda c: (PHASE_INDEX[(c.action, c.kind)], c.key not in dead_letter_targets, c.key))
     unmanaged.sort(key=lambda u: u.resource.key)
+    settings.sort(key=lambda s: (s.vhost, s.queue))  # in the topology's order otherwise: mapping order showed
     return Plan(
         tuple(_with_delivery_limits(changes, settings, version)),
         tuple(_noting_drift(unmanaged, drift)),

@@ -1,4 +1,9 @@
-"""Fixtures for tests that talk to the real broker on this machine (never a mock)."""
+"""Fixtures for tests that talk to the real broker on this machine (never a mock).
+
+A test talks to a broker when it asks for one of BROKER_FIXTURES (directly or through
+another fixture) or carries ``@pytest.mark.broker``; collection marks the first kind
+itself, so ``pytest -m "not broker"`` runs the pure tests with no broker listening.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
 import pytest
+import rabbit
 import requests
 from rabbit import AMQP_PORT, AMQP_URL, AUTH, MANAGEMENT_URL, api, wait_for
 
@@ -22,6 +28,16 @@ os.environ["PROVISION_MANAGEMENT_URL"] = _management._replace(
     netloc=f"{AUTH[0]}:{AUTH[1]}@{_management.netloc.rsplit('@', 1)[-1]}"
 ).geturl()
 
+# Asking for any of these (even through another fixture) makes a test a broker test.
+BROKER_FIXTURES = frozenset({"broker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test whose fixtures reach a broker, so no new test can forget the marker."""
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
 
 def _management_answers() -> bool:
     try:
@@ -30,8 +46,8 @@ def _management_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session", autouse=True)
-def management_plugin() -> None:
+@pytest.fixture(scope="session")
+def broker() -> None:
     """The management API must answer; enable the plugin when it is off (as scripts/ensure-rabbitmq.sh does)."""
     if not _management_answers():
         if AMQP_PORT != 5672:  # another broker (scripts/test.sh started it): nothing here can enable its plugin
@@ -40,8 +56,22 @@ def management_plugin() -> None:
         wait_for(_management_answers, timeout=60)
 
 
+@pytest.fixture(autouse=True)
+def _broker_only_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A marked test gets a ready broker; an unmarked one that reaches for it through rabbit.py fails loudly."""
+    if request.node.get_closest_marker("broker") is not None:
+        request.getfixturevalue("broker")
+        yield
+        return
+    rabbit.PURE_TEST = request.node.nodeid
+    try:
+        yield
+    finally:
+        rabbit.PURE_TEST = ""
+
+
 @pytest.fixture
-def vhost_name() -> Iterator[str]:
+def vhost_name(broker: None) -> Iterator[str]:
     """A unique vhost name that does not exist yet; whatever a test made of it is deleted afterwards."""
     name = f"test-{uuid.uuid4().hex[:10]}"
     yield name

@@ -312,7 +312,7 @@ class ThrowawayNode:
 
 
 @pytest.fixture(scope="module")
-def throwaway_node() -> Iterator[ThrowawayNode]:
+def throwaway_node(broker: None) -> Iterator[ThrowawayNode]:
     """A started node of the module's own, destroyed after the module's tests (also on failure)."""
     node = ThrowawayNode()
     try:

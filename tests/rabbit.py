@@ -33,6 +33,15 @@ DENY_DEPRECATED = os.environ.get("PROVISION_TEST_DENY_DEPRECATED", "") == "1"
 
 T = TypeVar("T")
 
+# The node id of the running test while it is not marked broker (conftest sets it): such a test
+# must not reach the broker, and the helpers below say so instead of hanging on a closed port.
+PURE_TEST = ""
+
+
+def _reaching_the_broker() -> None:
+    if PURE_TEST:
+        raise AssertionError(f"{PURE_TEST} talks to the broker: mark it @pytest.mark.broker or ask for `broker`")
+
 
 def amqp_url(vhost: str = "") -> str:
     """The broker under test's AMQP URL, for a vhost (quoted, so "/" is "%2F")."""
@@ -69,6 +78,7 @@ def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> re
     A shared broker under load can take longer than a request's timeout (creating
     a vhost, say): GET, PUT and DELETE are idempotent, so a timed-out one is sent again.
     """
+    _reaching_the_broker()
     while True:
         try:
             return requests.request(method, f"{base}/api/{path}", auth=AUTH, timeout=10, **kwargs)
@@ -78,6 +88,8 @@ def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> re
 
 
 def parameters(vhost: str, port: int = AMQP_PORT, **kwargs: Any) -> pika.ConnectionParameters:
+    """Connection parameters for a vhost of the broker under test."""
+    _reaching_the_broker()
     return pika.ConnectionParameters(HOST, port, vhost, pika.PlainCredentials(*AUTH), **kwargs)
 
 

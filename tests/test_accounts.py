@@ -263,6 +263,7 @@ def salted(hasher: object, password: str, salt: bytes = b"\x01\x02\x03\x04") -> 
     return base64.b64encode(salt + hasher(salt + password.encode()).digest()).decode()  # type: ignore[operator]
 
 
+@pytest.mark.broker
 def test_password_matches_the_brokers_hashes() -> None:
     guest = get("users/guest")
     assert guest["hashing_algorithm"] == "rabbit_password_hashing_sha256"

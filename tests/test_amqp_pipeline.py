@@ -21,7 +21,7 @@ COUNT = 2 * BATCH + 37  # three batches on one lane, the last one short
 
 
 @pytest.fixture
-def vhost() -> Iterator[str]:
+def vhost(broker: None) -> Iterator[str]:
     with fresh_vhost("pipeline") as name:
         yield name
 

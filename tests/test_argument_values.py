@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 import requests
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
@@ -72,6 +73,7 @@ CLASSIC_ARGUMENTS["x-test-plugin"] = AMQP_VALUE
 TABLES = st.fixed_dictionaries({}, optional=CLASSIC_ARGUMENTS)
 
 
+@pytest.mark.broker
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(TABLES)
 def test_accepted_arguments_apply_converge_and_render(tmp_path_factory: Any, arguments: dict[str, Any]) -> None:

@@ -7,12 +7,14 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from rabbit import api, version
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = ("--big-mib", "0.01")  # the big-file row, at a size that costs nothing
 
 
+@pytest.mark.broker
 def test_bench_prints_the_table_and_leaves_no_vhost() -> None:
     prefix = f"test-bench-{uuid.uuid4().hex[:6]}"
     result = subprocess.run(

@@ -35,7 +35,7 @@ def q(name: str) -> str:
 
 
 @pytest.fixture
-def vhost() -> Iterator[str]:
+def vhost(broker: None) -> Iterator[str]:
     with fresh_vhost("errors") as name:
         yield name
 
@@ -44,7 +44,7 @@ UserMaker = Callable[..., str]
 
 
 @pytest.fixture
-def make_user() -> Iterator[UserMaker]:
+def make_user(broker: None) -> Iterator[UserMaker]:
     """Fresh broker users (password 'pw-<name>'), with tags and per-vhost permissions; deleted afterwards."""
     made: list[str] = []
 

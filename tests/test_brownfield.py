@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pika
+import pytest
 from click.testing import CliRunner, Result
 from rabbit import api, fresh_vhost, parameters, queue_policy, wait_for
 
@@ -139,6 +140,7 @@ queues:
 """
 
 
+@pytest.mark.broker
 def test_a_missing_external_exchange_fails_plan_and_apply_before_any_write(tmp_path: Path) -> None:
     file = write(tmp_path, EXTERNAL)
     with fresh_vhost("brownfield") as vhost:
@@ -205,6 +207,7 @@ def test_validate_warns_about_a_quorum_queue_that_would_drop_messages(tmp_path: 
     ]
 
 
+@pytest.mark.broker
 def test_plan_shows_the_delivery_limit_each_quorum_queue_gets(tmp_path: Path) -> None:
     file = write(tmp_path, QUORUM)
     with fresh_vhost("brownfield") as vhost:
@@ -249,6 +252,7 @@ queues:
 """
 
 
+@pytest.mark.broker
 def test_a_hand_added_policy_on_a_managed_queue_is_drift_and_elsewhere_only_unmanaged(tmp_path: Path) -> None:
     file = write(tmp_path, MANAGED)
     with fresh_vhost("brownfield") as vhost:
@@ -281,6 +285,7 @@ def test_a_hand_added_policy_on_a_managed_queue_is_drift_and_elsewhere_only_unma
         assert run("plan", "--detailed-exitcode", file, vhost=vhost).exit_code == 0
 
 
+@pytest.mark.broker
 def test_a_hand_added_policy_that_shadows_a_topology_policy_is_drift_until_pruned(tmp_path: Path) -> None:
     file = write(tmp_path, MANAGED)
     with fresh_vhost("brownfield") as vhost:
@@ -301,6 +306,7 @@ def test_a_hand_added_policy_that_shadows_a_topology_policy_is_drift_until_prune
         wait_for(lambda: broker_policy(vhost, "orders") == "provisioner.orders")
 
 
+@pytest.mark.broker
 def test_an_operator_policy_that_tightens_a_managed_queue_is_drift_and_pruned(tmp_path: Path) -> None:
     file = write(tmp_path, MANAGED)
     with fresh_vhost("brownfield") as vhost:
@@ -321,6 +327,7 @@ def test_an_operator_policy_that_tightens_a_managed_queue_is_drift_and_pruned(tm
         assert run("drift", file, vhost=vhost).exit_code == 0
 
 
+@pytest.mark.broker
 def test_drift_lists_unmanaged_objects_and_never_promises_to_delete(tmp_path: Path) -> None:
     file = write(tmp_path, MANAGED)
     help_text = run("drift", "--help").output
@@ -344,6 +351,7 @@ def test_the_pre_commit_snippets_do_not_name_a_tag_that_does_not_exist() -> None
         assert "rev: v0.1.0" not in (root / name).read_text(), name
 
 
+@pytest.mark.broker
 def test_quickstart_works_in_a_vhost_of_its_own() -> None:
     root = Path(__file__).resolve().parent.parent
     vhost = f"quickstart-{uuid.uuid4().hex[:10]}"

@@ -132,6 +132,7 @@ def test_a_definitions_file_becomes_an_idiomatic_topology(tmp_path: Path) -> Non
     assert loaded.queue("legacy", "orders.dead") is not None  # dead_letter makes it
 
 
+@pytest.mark.broker
 def test_exported_definitions_file_plans_clean_against_the_broker_it_was_imported_into(tmp_path: Path) -> None:
     """RabbitMQ imports its file into a fresh vhost; our export of the same file then plans as no changes."""
     data = json.loads(DEFINITIONS.read_text())
@@ -405,6 +406,7 @@ def write_app_queues(module: str, folder: Path, monkeypatch: pytest.MonkeyPatch)
 # Errors: one line, exit 1.
 
 
+@pytest.mark.broker
 def test_export_refuses_to_overwrite_and_bad_input_in_one_line(tmp_path: Path) -> None:
     out = tmp_path / "out.yaml"
     out.write_text("mine\n")
@@ -504,6 +506,7 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.broker
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(topologies())
 def test_round_trip_of_random_topologies(document: dict[str, Any]) -> None:

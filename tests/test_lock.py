@@ -24,7 +24,7 @@ NO_RETRY_MANAGEMENT = Management(Endpoints(management_url=MANAGEMENT_URL), timeo
 
 
 @pytest.fixture
-def vhost() -> Iterator[str]:
+def vhost(broker: None) -> Iterator[str]:
     with fresh_vhost("lock") as name:
         yield name
 

@@ -36,7 +36,7 @@ def management() -> Management:
 
 
 @pytest.fixture
-def vhost() -> Iterator[str]:
+def vhost(broker: None) -> Iterator[str]:
     with fresh_vhost("migrate") as name:
         yield name
 
@@ -224,6 +224,7 @@ def full_run_steps() -> list[Step]:
         return list(migrate(probe, Queue(probe, QUEUE, "quorum")).steps)
 
 
+@pytest.mark.broker
 def test_crash_at_every_step_then_plan_shows_it_and_apply_migrate_finishes_it(tmp_path: Path) -> None:
     topology = tmp_path / "work.yaml"
     topology.write_text(TARGET_YAML)

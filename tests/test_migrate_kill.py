@@ -146,7 +146,7 @@ def prepare(vhost: str, directory: Path) -> tuple[str, set[bytes]]:
 
 
 @pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
+def workdir(broker: None) -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as name:
         yield Path(name)
 

@@ -23,12 +23,14 @@ from rabbit import (
 REPO = Path(__file__).parent.parent
 
 
+@pytest.mark.broker
 def test_the_broker_under_test_is_the_chosen_installation() -> None:
     """A run meant for 4.0 that reached the machine's 3.10 node (or the reverse) fails here, not silently."""
     assert version() == tuple(int(part) for part in INSTALLATION.split("."))
     assert api("GET", "overview").json()["rabbitmq_version"].startswith(f"{INSTALLATION}.")
 
 
+@pytest.mark.broker
 def test_tests_know_what_the_broker_under_test_stores() -> None:
     """Stored arguments (4.x adds x-queue-type: classic) and the default delivery limit (4.x: 20), counted over AMQP."""
     with fresh_vhost("stored") as vhost:
@@ -71,7 +73,7 @@ def _throwaway(installation: str) -> Iterator[ThrowawayNode]:
 
 
 @pytest.fixture(params=sorted(INSTALLATIONS))
-def node(request: pytest.FixtureRequest) -> Iterator[ThrowawayNode]:
+def node(request: pytest.FixtureRequest, broker: None) -> Iterator[ThrowawayNode]:
     """A node of its own per test: a 4.0 node shared with the refusal test once failed to boot again under load
     (failed_to_deny_deprecated_features [transient_nonexcl_queues]), so the restart never follows a refusal."""
     yield from _throwaway(request.param)
@@ -109,6 +111,7 @@ def test_denied_deprecated_features_are_refused_on_4_0_only(node: ThrowawayNode)
             connection.close()
 
 
+@pytest.mark.broker
 def test_a_denying_run_denies_on_the_broker_under_test() -> None:
     """PROVISION_TEST_BROKER=4.0-deny really runs the suite with deprecated features denied."""
     with fresh_vhost("deny") as vhost:

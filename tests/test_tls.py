@@ -54,7 +54,7 @@ class TlsNode:
 
 
 @pytest.fixture(scope="module")
-def tls_node() -> Iterator[TlsNode]:
+def tls_node(broker: None) -> Iterator[TlsNode]:
     config = NodeConfig.fresh()
     tls = config.folder / "tls"
     try:
