@@ -141,9 +141,9 @@ class Executor:
             HANDLERS[(action, kind)](self, changes)
         except OperationFailed as error:
             self.report.done += error.done
-            raise ApplyFailed(f"{error} (after {self.report.done} change(s) applied)") from None
+            raise ApplyFailed(f"{error} (after {self.report.done} change(s) applied)") from error
         except BrokerError as error:
-            raise ApplyFailed(f"{error} (after {self.report.done} change(s) applied)") from None
+            raise ApplyFailed(f"{error} (after {self.report.done} change(s) applied)") from error
 
     def declare_all(self, verb: str, resources: list[Exchange | Queue | Binding]) -> None:
         """Send one AMQP command per object, pipelined per vhost; counts what completed."""

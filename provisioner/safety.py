@@ -102,4 +102,4 @@ def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> Non
                     f"write the plan's {kind} changes: it needs the {' or '.join(repr(tag) for tag in allowed)} tag"
                 )
     except BrokerError as error:
-        raise BrokerError(f"{error}; nothing was changed") from None
+        raise BrokerError(f"{error}; nothing was changed") from error

@@ -352,7 +352,7 @@ class Amqp:
         if failure:
             error = failure[0]
             if isinstance(error, OperationFailed):
-                raise OperationFailed(error.operation, error.reply, done[0]) from None
+                raise OperationFailed(error.operation, error.reply, done[0]) from error
             raise error
         if work.left() and refused:  # no lane connected (or every one that did had finished first)
             raise refused[0]
@@ -412,7 +412,7 @@ class Amqp:
         except (pika.exceptions.ChannelClosed, pika.exceptions.ChannelWrongStateError):
             return self._one_by_one(state[0], state[1], batch, done)
         except pika.exceptions.AMQPError as error:
-            raise OperationFailed(batch[0], f"connection lost ({type(error).__name__})", done[0]) from None
+            raise OperationFailed(batch[0], f"connection lost ({type(error).__name__})", done[0]) from error
         self._count(done, len(batch))
         return state[0], state[1]
 
@@ -442,9 +442,9 @@ class Amqp:
             call_with_retry(attempt, self.backoff, describe=operation.describe())
         except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker) as error:
             # A refusal (406, 403, 404, 503, 541...) is permanent: its words, at once.
-            raise OperationFailed(operation, f"{error.reply_code} {error.reply_text}", done) from None
+            raise OperationFailed(operation, f"{error.reply_code} {error.reply_text}", done) from error
         except pika.exceptions.AMQPError as error:
-            raise OperationFailed(operation, f"connection lost ({type(error).__name__})", done) from None
+            raise OperationFailed(operation, f"connection lost ({type(error).__name__})", done) from error
         return state[0], state[1]
 
     def queue_counts(self, names: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -462,7 +462,7 @@ class Amqp:
                 try:
                     found = count_queue(channel, name)
                 except pika.exceptions.ChannelClosedByBroker as error:
-                    raise BrokerError(f"reading queue {name!r}: {error.reply_code} {error.reply_text}") from None
+                    raise BrokerError(f"reading queue {name!r}: {error.reply_code} {error.reply_text}") from error
                 if found is None:
                     channel = connection.channel()  # the 404 closed it
                     continue

@@ -216,7 +216,7 @@ class VhostLock:
                 return False
             raise BrokerError(
                 f"cannot take the apply lock of vhost {self.vhost!r}: {error.reply_code} {error.reply_text}"
-            ) from None
+            ) from error
         channel.close()
         return True
 

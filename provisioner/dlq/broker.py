@@ -42,7 +42,7 @@ def message_count(connection: pika.BlockingConnection, queue: DeadLetterQueue) -
     try:
         found = count_queue(channel, queue.name)
     except pika.exceptions.ChannelClosedByBroker as error:
-        raise BrokerError(f"reading queue {queue.name!r}: {error.reply_code} {error.reply_text}") from None
+        raise BrokerError(f"reading queue {queue.name!r}: {error.reply_code} {error.reply_text}") from error
     if found is None:
         raise BrokerError(
             f"dead-letter queue {queue.name!r} does not exist in vhost {queue.vhost!r} (run provision apply)"

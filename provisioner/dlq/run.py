@@ -71,7 +71,7 @@ def _connected(endpoints: Endpoints, vhost: str, backoff: Backoff) -> Iterator[p
         raise BrokerError(
             f"AMQP connection to {where(endpoints.amqp_url)} lost ({type(error).__name__}); "
             "every message is still in its queue or confirmed at its destination: run the command again"
-        ) from None
+        ) from error
     finally:
         close_quietly(connection)
 

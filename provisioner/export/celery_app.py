@@ -23,7 +23,7 @@ def load_app(spec: str) -> Any:
     except Exception as error:  # the user's module may raise anything on import
         raise ProvisionerError(
             f"cannot import {module_name!r} for --celery-app: {type(error).__name__}: {error}"
-        ) from None
+        ) from error
     for name in [attribute] if attribute else ["app", "celery"]:
         app = getattr(module, name, None)
         if app is not None and hasattr(app, "conf") and hasattr(app, "amqp"):

@@ -64,9 +64,9 @@ def from_file(path: str, vhosts: Sequence[str]) -> Definitions:
             raise ProvisionerError(f"{source} is larger than {MAX_FILE_BYTES // 2**20} MiB")
         data = json.loads(Path(path).read_bytes())
     except OSError as error:
-        raise ProvisionerError(f"cannot read {source}: {error.strerror or error}") from None
+        raise ProvisionerError(f"cannot read {source}: {error.strerror or error}") from error
     except (ValueError, UnicodeDecodeError) as error:
-        raise ProvisionerError(f"{source} is not JSON: {str(error)[:200]}") from None
+        raise ProvisionerError(f"{source} is not JSON: {str(error)[:200]}") from error
     if not isinstance(data, dict) or not _well_formed(data):
         raise ProvisionerError(f"{source} is not a RabbitMQ definitions export (exchanges, queues, bindings lists)")
     return split(data, vhosts, source)

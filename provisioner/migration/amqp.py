@@ -112,7 +112,7 @@ class PikaMigrationBroker:
         try:
             channel.queue_bind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
         except pika.exceptions.ChannelClosedByBroker as error:
-            raise _refused("bind", binding, error) from None
+            raise _refused("bind", binding, error) from error
         channel.close()
 
     def unbind(self, binding: Binding) -> None:
@@ -120,7 +120,7 @@ class PikaMigrationBroker:
         try:
             channel.queue_unbind(binding.destination, binding.source, binding.routing_key, binding.arguments or None)
         except pika.exceptions.ChannelClosedByBroker as error:
-            raise _refused("unbind", binding, error) from None
+            raise _refused("unbind", binding, error) from error
         channel.close()
 
     def move(self, source: str, destination: str) -> int:
@@ -198,8 +198,8 @@ def run_migration(
     except pika.exceptions.ChannelClosedByBroker as error:
         raise BrokerError(
             f"migration of queue {target.name!r} in vhost {target.vhost!r}: {error.reply_code} {error.reply_text}"
-        ) from None
+        ) from error
     except (pika.exceptions.AMQPError, OSError) as error:
         raise BrokerError(
             f"migration of queue {target.name!r} in vhost {target.vhost!r}: connection lost ({type(error).__name__})"
-        ) from None
+        ) from error

@@ -195,7 +195,7 @@ def read_document(file: str | Path) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise fail(f"not UTF-8 text (byte {error.start})") from None
+        raise fail(f"not UTF-8 text (byte {error.start})") from error
     if not text.strip():
         raise fail("empty file; a topology needs at least 'version: 1'")
     plain = _plain_data(text)
@@ -212,17 +212,17 @@ def read_document(file: str | Path) -> Document:
                 loader.dispose()
     except yaml.composer.ComposerError as error:
         if "single document" in f"{error.context} {error.problem}":
-            raise fail("several YAML documents in one file; put one topology per file") from None
-        raise fail(f"YAML: {error.problem or error.context}", *_line_column(error)) from None
+            raise fail("several YAML documents in one file; put one topology per file") from error
+        raise fail(f"YAML: {error.problem or error.context}", *_line_column(error)) from error
     except yaml.reader.ReaderError as error:
-        raise fail(f"YAML: {_reader_problem(error)}", *_position(text, error.position)) from None
+        raise fail(f"YAML: {_reader_problem(error)}", *_position(text, error.position)) from error
     except yaml.MarkedYAMLError as error:
         message = error.problem or error.context or "invalid YAML"
-        raise fail(f"YAML: {message}", *_line_column(error)) from None
+        raise fail(f"YAML: {message}", *_line_column(error)) from error
     except yaml.YAMLError as error:
-        raise fail(f"YAML: {error}") from None
+        raise fail(f"YAML: {error}") from error
     except RecursionError:
-        raise fail("YAML nests too deeply") from None
+        raise fail("YAML nests too deeply") from None  # the cause is only a very deep stack
     if found:
         raise TopologyInvalid(
             [Problem(name, mark.line, mark.column, message, dotted(path)) for path, mark, message in found]
@@ -328,10 +328,10 @@ def _read_bounded(name: str, fail: Any) -> bytes:
     try:
         # O_NONBLOCK: opening a named pipe without a writer returns at once (then reads as empty).
         descriptor = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        raise fail("no such file") from None
+    except FileNotFoundError as error:
+        raise fail("no such file") from error
     except OSError as error:
-        raise fail(f"cannot read: {error.strerror or error}") from None
+        raise fail(f"cannot read: {error.strerror or error}") from error
     try:
         status = os.fstat(descriptor)
         if stat.S_ISDIR(status.st_mode):
@@ -350,7 +350,7 @@ def _read_bounded(name: str, fail: Any) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
     except OSError as error:
-        raise fail(f"cannot read: {error.strerror or error}") from None
+        raise fail(f"cannot read: {error.strerror or error}") from error
     finally:
         os.close(descriptor)
     if size > MAX_FILE_BYTES:
