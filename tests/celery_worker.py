@@ -17,9 +17,9 @@ APP_DIR = Path(__file__).parent / "celery_app"
 
 
 class Worker:
-    """A `celery worker` subprocess (solo pool) on the rendered config."""
+    """A `celery worker` subprocess (solo pool unless told) on the rendered config."""
 
-    def __init__(self, folder: Path, vhost: str, consume: tuple[str, ...] | None = None) -> None:
+    def __init__(self, folder: Path, vhost: str, consume: tuple[str, ...] | None = None, pool: str = "solo") -> None:
         self.observed = folder / "observed.jsonl"
         self.log = folder / "worker.log"
         env = {
@@ -28,7 +28,7 @@ class Worker:
             "CELERY_BROKER_URL": amqp_url(vhost),
             "E2E_OBSERVED": str(self.observed),
         }
-        command = [sys.executable, "-m", "celery", "-A", "e2e_app", "worker", "-P", "solo", "-l", "INFO"]
+        command = [sys.executable, "-m", "celery", "-A", "e2e_app", "worker", "-P", pool, "-l", "INFO"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         if consume is not None:
             command += ["-Q", ",".join(consume)]  # the other task_queues are still Celery's (bound, routed)
@@ -76,10 +76,10 @@ def drain(vhost: str, queue: str) -> list[tuple[bytes, dict]]:
 
 
 def start_worker(
-    folder: Path, vhost: str, queues: tuple[str, ...] = ("celery", "example"), only: bool = False
+    folder: Path, vhost: str, queues: tuple[str, ...] = ("celery", "example"), only: bool = False, pool: str = "solo"
 ) -> Worker:
     """Start a worker and wait until it consumes every one of ``queues`` (with ``only``, no other) and is ready."""
-    worker = Worker(folder, vhost, consume=queues if only else None)
+    worker = Worker(folder, vhost, consume=queues if only else None, pool=pool)
     try:
         wait_for(lambda: all(counts(vhost, queue)[1] == 1 for queue in queues), timeout=60)
         wait_for(lambda: " ready." in worker.output(), timeout=60)  # every consumer bootstep has started

@@ -51,16 +51,27 @@ def test_a_waiting_retry_survives_a_worker_stop_and_ends_dead_lettered(
 ) -> None:
     vhost = vhost_name
     topology = provision(tmp_path, vhost, queue_type)
-    worker = start_worker(tmp_path, vhost, queues=("celery",))
+    hold = tmp_path / "hold.flag"  # the first attempt runs until the worker has stopped consuming
+    hold.touch()
+    # A thread pool: the worker answers a control command while the attempt is held in its other thread.
+    worker = start_worker(tmp_path, vhost, queues=("celery",), pool="threads")
     try:
-        publisher(tmp_path, vhost).send_task("e2e.always_fails")
-        wait_for(lambda: counts(vhost, "celery.retry.2s")[0] == 1, timeout=30)  # the first retry waits in the broker
+        app = publisher(tmp_path, vhost)
+        app.send_task("e2e.always_fails")
+        wait_for(lambda: [r["attempt"] for r in worker.records()] == [0])
+        # The worker answers once the broker confirmed the cancel (a quorum queue still counts the consumer
+        # until its unacked attempt is settled, so the reply, not the count, is the condition here).
+        replies = app.control.cancel_consumer("celery", reply=True, limit=1, timeout=600)
+        assert len(replies) == 1, replies
+        hold.unlink()  # the attempt fails and publishes its retry, which nothing in this worker can take
+        wait_for(lambda: counts(vhost, "celery")[1] == 0)  # the broker agrees: nobody consumes the work queue
     finally:
         worker.stop()
-    assert worker.process.returncode is not None
     logs = worker.output()
+    assert "Retry in 2s, waiting in celery.retry.2s" in logs  # the first worker published the retry...
+    assert [r["attempt"] for r in worker.records()] == [0]  # ...and never ran it: it waited in the broker
     # No worker runs: the broker alone brings the retry back to the work queue when its TTL runs out.
-    wait_for(lambda: counts(vhost, "celery")[0] == 1, timeout=30)
+    wait_for(lambda: counts(vhost, "celery") == (1, 0))
     assert counts(vhost, "celery.retry.2s")[0] == 0
 
     worker = start_worker(tmp_path, vhost, queues=("celery",))

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -33,15 +32,37 @@ def locker(vhost: str, timeout: float, holder: str) -> VhostLock:
     return VhostLock(parameters(vhost), timeout, holder=holder, lookup=management_holder_lookup(NO_RETRY_MANAGEMENT))
 
 
+class FakeClock:
+    """The lock's clock and sleep: time passes only when the lock pauses, so waits are counted, never timed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
 def test_second_apply_waits_then_times_out_naming_the_holder(vhost: str) -> None:
     with locker(vhost, 5, "provision apply by ana@ci-1 pid 11 since T0") as first:
         assert first.held
-        second = locker(vhost, 1.5, "provision apply by bob@ci-2 pid 22 since T1")
-        started = time.monotonic()
+        time = FakeClock()
+        second = VhostLock(
+            parameters(vhost),
+            1.5,
+            holder="provision apply by bob@ci-2 pid 22 since T1",
+            lookup=management_holder_lookup(NO_RETRY_MANAGEMENT),
+            sleep=time.sleep,
+            clock=time.clock,
+        )
         with pytest.raises(LockTimeout) as caught:
             second.acquire()
-        waited = time.monotonic() - started
-        assert 1.5 <= waited < 4, waited
+        # it asked the broker again after every pause, and paused for exactly its timeout in all
+        assert len(time.pauses) > 1 and sum(time.pauses) == pytest.approx(1.5)
         assert "provision apply by ana@ci-1 pid 11 since T0" in str(caught.value)
         assert repr(vhost) in str(caught.value)
         assert not second.held
@@ -51,22 +72,40 @@ def test_second_apply_waits_then_times_out_naming_the_holder(vhost: str) -> None
     assert api("GET", f"queues/{quote(vhost, safe='')}/{LOCK_QUEUE}").status_code == 404
 
 
-def test_waiter_gets_the_lock_when_the_holder_releases(vhost: str) -> None:
+def test_waiter_gets_the_lock_only_after_the_holder_releases(vhost: str) -> None:
     first = locker(vhost, 1, "first")
     first.acquire()
-    second = locker(vhost, 20, "second")
-    threading.Timer(0.5, first.release).start()
+    events: list[str] = []
+
+    def pause(seconds: float) -> None:
+        """The waiter was refused: the holder releases now (once), and the waiter tries again."""
+        events.append("refused")
+        if first.held:
+            first.release()
+            events.append("released")
+        threading.Event().wait(seconds)  # the lock's own pause between tries
+
+    second = VhostLock(parameters(vhost), 600, holder="second", sleep=pause)
     second.acquire()
-    assert second.held and 0.4 < second.waited < 3, second.waited
+    events.append("acquired")
+    assert second.held
+    assert events[:2] == ["refused", "released"] and events[-1] == "acquired"
     second.release()
 
 
 def test_zero_timeout_fails_at_once(vhost: str) -> None:
     with locker(vhost, 1, "first"):
-        started = time.monotonic()
+        time = FakeClock()
         with pytest.raises(LockTimeout, match="first"):
-            locker(vhost, 0, "second").acquire()
-        assert time.monotonic() - started < 1
+            VhostLock(
+                parameters(vhost),
+                0,
+                holder="second",
+                lookup=management_holder_lookup(NO_RETRY_MANAGEMENT),
+                sleep=time.sleep,
+                clock=time.clock,
+            ).acquire()
+        assert time.pauses == []  # refused once, never paused
 
 
 def test_lock_of_one_vhost_does_not_block_another(vhost: str) -> None:
@@ -93,11 +132,9 @@ def test_killed_holder_process_leaves_no_stale_lock(vhost: str) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(LockTimeout, match="crashing@host"):
             locker(vhost, 0.3, "waiter").acquire()
-        waiter = locker(vhost, 30, "waiter")
+        waiter = locker(vhost, 600, "waiter")
         holder.kill()  # SIGKILL: no cleanup code runs, only the kernel closes the socket
-        started = time.monotonic()
         waiter.acquire()
-        print(f"lock taken over {time.monotonic() - started:.2f}s after the holder was killed")
         assert waiter.held
         waiter.release()
     finally:

@@ -32,6 +32,8 @@ def process_catalog_event(self, body: dict) -> None:
 @app.task(name="e2e.always_fails", bind=True)
 def always_fails(self) -> None:
     observe(task="always_fails", attempt=self.request.retries, at=time.time())
+    while os.path.exists("hold.flag"):  # a test holds the attempt until it has told the worker to stop
+        time.sleep(0.05)
     raise RuntimeError("always fails")
 
 
