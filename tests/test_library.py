@@ -74,3 +74,12 @@ def test_importing_the_package_loads_no_client_library() -> None:
     script = "import sys, provisioner; print(sorted({m.split('.')[0] for m in sys.modules}))"
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert not {"pika", "requests", "yaml", "celery", "jsonschema"} & set(eval(loaded))
+
+
+def test_an_error_keeps_its_cause_for_the_library_user(tmp_path: Path) -> None:
+    broken = tmp_path / "definitions.json"
+    broken.write_text("{not json")
+    with pytest.raises(provisioner.ProvisionerError) as raised:
+        provisioner.export_topology(definitions_file=str(broken))
+    assert str(raised.value).startswith(f"definitions file {broken} is not JSON")  # the CLI's one line
+    assert isinstance(raised.value.__cause__, ValueError)  # and what a program may want to look into
