@@ -12,7 +12,6 @@ from pathlib import Path
 from provisioner.apply import ApplyReport, converge
 from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.broker.endpoints import Endpoints
-
 from provisioner.broker.live import read_live as _read_live
 from provisioner.broker.management import Management
 from provisioner.broker.retry import Backoff

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from provisioner.live_state import live_from_definitions
 from provisioner.diff import differences
+from provisioner.live_state import live_from_definitions
 from provisioner.output import plan_lines
 from provisioner.plan import Plan
 from provisioner.topology import Topology, load

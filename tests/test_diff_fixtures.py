@@ -20,9 +20,9 @@ from diff_cases import FOLDER, plan_for, plan_json, plan_of, plan_text, recorded
 from rabbit import amqp_url, api, endpoints, parameters
 
 import provisioner
-from provisioner.broker.live import live_from_definitions
 from provisioner.broker.management import Management
-from provisioner.broker.migration import run_migration
+from provisioner.live_state import live_from_definitions
+from provisioner.migration.amqp import run_migration
 from provisioner.topology.model import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
