@@ -369,7 +369,7 @@ class ThrowawayCluster:
 
 
 @pytest.fixture(scope="module")
-def throwaway_cluster() -> Iterator[ThrowawayCluster]:
+def throwaway_cluster(broker: None) -> Iterator[ThrowawayCluster]:
     """A started three-node cluster of the module's own, destroyed after the module's tests (also on failure)."""
     cluster = ThrowawayCluster()
     try:

@@ -50,7 +50,7 @@ parameters:
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[ThrowawayNode]:
+def node(broker: None) -> Iterator[ThrowawayNode]:
     """A node of this module's own with the shovel and federation plugins enabled before it starts."""
     started = ThrowawayNode()
     (started.config.folder / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
