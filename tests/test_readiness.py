@@ -151,6 +151,7 @@ def _policy(vhost: str, name: str, definition: dict[str, object]) -> int:
     return api("PUT", f"policies/{quote(vhost, safe='')}/{name}", json=body).status_code
 
 
+@pytest.mark.broker
 def test_plan_warns_about_live_mirroring_and_lazy_queues(tmp_path: Path) -> None:
     """A 3.x broker a team wants to upgrade: plan names each live object 4.x would refuse or ignore."""
     with fresh_vhost("readiness") as vhost:
@@ -173,6 +174,7 @@ def test_plan_warns_about_live_mirroring_and_lazy_queues(tmp_path: Path) -> None
         assert json.loads(as_json.stdout)["upgrade_warnings"] == [line.removeprefix("warning: ") for line in warnings]
 
 
+@pytest.mark.broker
 def test_the_broker_refuses_what_we_warn_about_where_it_does() -> None:
     """Against the broker under test: 4.x refuses mirroring; with deprecated features denied, more."""
     four = version() >= (4, 0)
@@ -208,6 +210,7 @@ def test_plan_says_a_classic_queue_is_stored_with_its_type_on_4x(tmp_path: Path,
     assert expected in text
 
 
+@pytest.mark.broker
 def test_the_broker_under_test_stores_what_plan_says(tmp_path: Path) -> None:
     """On 4.x plan notes the type the broker stores on every classic queue, even one declared without it."""
     with fresh_vhost("readiness") as vhost:
