@@ -18,6 +18,7 @@ from rabbit import AMQP_PORT, HOST, MANAGEMENT_URL, api
 
 from provisioner import cli
 from provisioner.broker.endpoints import BadUrl, Endpoints, url_secrets, where
+from provisioner.cli import output
 from provisioner.redact import MASK, redact, secret_forms
 
 AMQP_AT, MANAGEMENT_AT = f"{HOST}:{AMQP_PORT}", urlsplit(MANAGEMENT_URL).netloc  # the broker under test
@@ -174,9 +175,9 @@ def test_retry_lines_pass_through_redact(tmp_path: Path) -> None:
 
 
 def test_the_log_handler_masks_what_a_library_logged(capsys: pytest.CaptureFixture[str]) -> None:
-    cli._SECRETS.clear()
-    cli.remember_secrets(f"amqp://u:{quote(NASTY, safe='')}@h/")
-    handler = cli._SayHandler(logging.WARNING)
+    output._SECRETS.clear()
+    output.remember_secrets(f"amqp://u:{quote(NASTY, safe='')}@h/")
+    handler = output._SayHandler(logging.WARNING)
     handler.emit(logging.makeLogRecord({"msg": "connect to amqp://u:%s@h failed (%r)", "args": (NASTY, NASTY)}))
     err = capsys.readouterr().err
     assert leaked(NASTY, err) == [] and MASK in err and "failed" in err

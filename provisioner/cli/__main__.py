@@ -1,0 +1,7 @@
+"""`python -m provisioner.cli`: the same command as `provision`."""
+
+from __future__ import annotations
+
+from provisioner.cli import main
+
+main()

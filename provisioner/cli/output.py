@@ -1,0 +1,95 @@
+"""What the CLI prints and how it ends: every line through redact(), library errors as one line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
+from provisioner.redact import redact
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Every password the command was given (URLs from options and the environment): never printed.
+_SECRETS: set[str] = set()
+
+
+def remember_secrets(*urls: str) -> None:
+    """Add the passwords these URLs hold (parsable or not) to what :func:`say` masks."""
+    from provisioner.broker.endpoints import url_secrets
+
+    for url in urls:
+        _SECRETS.update(url_secrets(url))
+
+
+def say(text: str, *, err: bool = False, fg: str | None = None, nl: bool = True) -> None:
+    """Print one message; every line the CLI prints passes through here, and so through redact()."""
+    click.secho(redact(text, _SECRETS), err=err, fg=fg, nl=nl)
+
+
+class _SayHandler(logging.Handler):
+    """Library warnings (retry lines) on stderr, through :func:`say` like everything else."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            say(one_line(self.format(record)), err=True)
+        except Exception:  # a log line must never break the command
+            self.handleError(record)
+
+
+def _install_log_handler() -> None:
+    logger = logging.getLogger("provisioner")
+    if not any(isinstance(handler, _SayHandler) for handler in logger.handlers):
+        logger.addHandler(_SayHandler(logging.WARNING))
+
+
+def reports_errors(command: F) -> F:
+    """Turn library errors into one line on stderr and exit 1; never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TopologyInvalid as error:
+            for problem in error.problems:
+                say(str(problem), err=True)
+            say(f"{len(error.problems)} problem(s) found", err=True)
+            sys.exit(EXIT_ERROR)
+        except ProvisionerError as error:
+            say(f"error: {error}", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            say("interrupted", err=True)
+            sys.exit(130)
+        except Exception as error:  # a bug of ours: still one line, the traceback only on request
+            if os.environ.get("PROVISION_DEBUG"):
+                raise
+            say(
+                f"internal error: {type(error).__name__}: {one_line(str(error))[:300]} "
+                "(a bug in provisioner; PROVISION_DEBUG=1 shows the traceback)",
+                err=True,
+            )
+            sys.exit(EXIT_ERROR)
+        finally:
+            if os.environ.get("PROVISION_PROFILE"):
+                _echo_profile()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _echo_profile() -> None:
+    """PROVISION_PROFILE=1: one line on stderr with the seconds each phase of this process took."""
+    from provisioner.profile import timings
+
+    phases = " ".join(f"{name}={seconds:.3f}" for name, seconds in timings().items())
+    click.echo(f"profile: {phases}", err=True)
