@@ -1,6 +1,6 @@
 """Plans as text for people: grouped by vhost, terraform-like symbols, a summary line.
 
-Returns (text, colour) pairs; cli.py decides whether colour is shown and prints.
+Returns (text, colour) pairs; the cli package decides whether colour is shown and prints.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The plan vocabulary: a closed set of actions, a change is action + before + after + field differences.
 
-diff.py fills a Plan, apply.py executes it, cli.py prints it; the three meet
+diff.py fills a Plan, apply.py executes it, cli/ prints it; the three meet
 only here. The order of execution is the registry's (provisioner/kinds).
 """
 

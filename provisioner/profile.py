@@ -1,6 +1,6 @@
 """Where one process spends its time, phase by phase; ``PROVISION_PROFILE=1`` makes the CLI print it.
 
-The library only records (a handful of clock reads per run, always on); cli.py prints.
+The library only records (a handful of clock reads per run, always on); cli/ prints.
 """
 
 from __future__ import annotations
