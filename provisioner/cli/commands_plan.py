@@ -224,7 +224,7 @@ def apply(
     with _Progress() as progress:
         report = converge(desired, endpoints, management, options, progress.update, progress.start)
     if report.plan.is_empty and report.plan.drift:
-        click.echo(
+        say(
             f"No changes. {len(report.plan.drift)} object(s) not in the topology change managed ones "
             "(provision plan shows how; apply --prune deletes them)."
         )

@@ -142,12 +142,12 @@ def export(
     definitions = from_file(definitions_file, vhosts) if definitions_file else from_broker(management, vhosts)
     result = export_topology(definitions, app, accounts)
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}", err=True)
     name = "<stdout>" if output == "-" else output
     for line, message in result.problems:
-        click.echo(f"problem: {name}:{line}: {one_line(message)}", err=True)
+        say(f"problem: {name}:{line}: {one_line(message)}", err=True)
     if output == "-":
-        click.echo(result.text, nl=False)
+        say(result.text, nl=False)
     else:
         try:
             Path(output).write_text(result.text, encoding="utf-8")
@@ -158,7 +158,7 @@ def export(
         if definitions_file
         else (f" ({management.requests_made} management request(s), {management.writes_made} write(s))")
     )
-    click.echo(
+    say(
         f"exported {result.vhosts} vhost(s) from {definitions.source} to {name}{reads}; "
         f"{result.skipped} object(s) of Celery's, the broker's or provisioner's own left out, "
         f"{len(result.problems)} problem(s)",

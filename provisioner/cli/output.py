@@ -92,4 +92,4 @@ def _echo_profile() -> None:
     from provisioner.profile import timings
 
     phases = " ".join(f"{name}={seconds:.3f}" for name, seconds in timings().items())
-    click.echo(f"profile: {phases}", err=True)
+    say(f"profile: {phases}", err=True)
