@@ -61,6 +61,7 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
             hint = policy_hint(change)
             if hint:
                 reasons.append(f"  {hint}")
+    reasons += _connection_limits_too_low(plan)
     for change in plan.of(Action.DELETE, "queue"):
         if not options.force and (change.messages or change.consumers):
             reasons.append(
@@ -73,6 +74,30 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
         raise UnsafeChange(
             "refusing to apply, nothing was changed:\n  " + "\n  ".join(reasons) + (f"\n({hint})" if hint else "")
         )
+
+
+AMQP_KINDS = ("exchange", "queue", "binding")
+
+
+def _connection_limits_too_low(plan: Plan) -> list[str]:
+    """A vhost limit of 0 or 1 connection that the plan sets would stop its own declarations half-way.
+
+    Apply holds the vhost's lock on one connection and declares on at least one
+    more; under such a limit the broker refuses the second after the limit is set.
+    """
+    reasons = []
+    for change in plan.changes:
+        if change.kind != "vhost_limit" or change.name != "max-connections" or change.after is None:
+            continue
+        value = getattr(change.after, "value", None)
+        declares = any(other.kind in AMQP_KINDS and other.vhost == change.vhost for other in plan.changes)
+        if isinstance(value, int) and 0 <= value < 2 and declares:
+            reasons.append(
+                f"vhost {change.vhost!r}: max-connections {value} leaves apply no connection to declare with "
+                "(it holds the lock on one and declares on another); apply with a limit of at least 2, "
+                "then lower it in a second apply that declares nothing"
+            )
+    return reasons
 
 
 # What the management API needs for the writes a plan holds (reading needs 'management').

@@ -293,3 +293,14 @@ def test_a_vhost_connection_limit_below_the_workers_still_applies(names: dict[st
         f"q{i}" for i in range(1000)
     )
     assert run(names, "plan", "--detailed-exitcode", str(path)).exit_code == 0
+
+
+def test_a_connection_limit_below_two_with_declarations_is_refused_before_any_write(
+    names: dict[str, str], tmp_path: Path
+) -> None:
+    """max-connections: 1 would stop apply after setting it (the lock takes the one connection): refused up front."""
+    path = tmp_path / "one.yaml"
+    path.write_text(f"version: 1\nvhost: {names['TEST_VHOST']}\nlimits: {{max-connections: 1}}\nqueues:\n  q: {{}}\n")
+    refused = run(names, "apply", str(path))
+    assert refused.exit_code != 0 and "max-connections 1 leaves apply no connection" in refused.output
+    assert api("GET", f"vhosts/{quote(names['TEST_VHOST'], safe='')}").status_code == 404  # nothing half-done
