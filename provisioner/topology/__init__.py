@@ -9,9 +9,10 @@ from provisioner.errors import Problem, TopologyInvalid
 from provisioner.profile import phase
 from provisioner.topology.checks import meaning_problems
 from provisioner.topology.expand import expand_documents, vhost_bodies
-from provisioner.topology.load import Document, collector_paused, interpolate, read_document
+from provisioner.topology.load import Document, collector_paused, read_document
 from provisioner.topology.model import Topology
 from provisioner.topology.schema import schema_problems, wants_text
+from provisioner.topology.variables import interpolate
 
 __all__ = ["Topology", "load"]
 
