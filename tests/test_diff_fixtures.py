@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ def renamed(value: Any, old: str, new: str) -> Any:
     return json.loads(json.dumps(value).replace(json.dumps(old)[1:-1], new))
 
 
+VERSION_NOTE = re.compile(r"; stored with x-queue-type=classic \(RabbitMQ [0-9.]+\)")
+
+
 @pytest.mark.parametrize("case", sorted(SETUPS))
 def test_a_case_set_up_again_reads_as_recorded(case: str, vhost_name: str) -> None:
     folder, name = FOLDER / case, NAME.format(case=case)
@@ -160,4 +164,6 @@ def test_a_case_set_up_again_reads_as_recorded(case: str, vhost_name: str) -> No
     fresh = live_from_definitions(name, answers["definitions"], {r["name"]: r for r in answers["queues"]}, desired)
     kept = live_from_definitions(name, stored["definitions"], {r["name"]: r for r in stored["queues"]}, desired)
     assert (fresh.topology, fresh.stats) == (kept.topology, kept.stats)
-    assert plan_text(plan_of(desired, answers, prune=False)) == (folder / "plan.txt").read_text()
+    # RabbitMQ 4.x plans note that it stores x-queue-type on the classic queues they create; 3.10 recordings lack it.
+    fresh_text = VERSION_NOTE.sub("", plan_text(plan_of(desired, answers, prune=False)))
+    assert fresh_text == (folder / "plan.txt").read_text()
