@@ -179,8 +179,10 @@ class ThrowawayNode:
     ) -> None:
         self.config = config or NodeConfig.fresh()
         self.extra_config = extra_config  # more rabbitmq.conf lines (TLS listeners, say)
-        if deny_deprecated is None:
-            deny_deprecated = os.environ.get("PROVISION_TEST_DENY_DEPRECATED", "") == "1"
+        # Throwaway nodes (isolation, plugins, restarts, clusters) run the installation's defaults unless asked:
+        # with deprecated features denied, a 4.0.5 node sometimes refused to boot again after a stop
+        # (failed_to_deny_deprecated_features [transient_nonexcl_queues]). The broker under test still denies.
+        deny_deprecated = bool(deny_deprecated)
         self.deny_deprecated = deny_deprecated and self.config.installation.name != "3.10"
         self._prepare()
 
@@ -329,9 +331,7 @@ class ThrowawayCluster:
         installation = installation or chosen_installation()
         first = NodeConfig.fresh(installation)
         configs = [first] + [NodeConfig.fresh(installation, epmd_port=first.epmd_port) for _ in range(size - 1)]
-        # With deprecated features denied, a 4.0.5 node that joined the cluster sometimes refused start_app
-        # (failed_to_deny_deprecated_features [transient_nonexcl_queues]): clusters run the installation's defaults.
-        self.nodes = [ThrowawayNode(config, deny_deprecated=False) for config in configs]
+        self.nodes = [ThrowawayNode(config, deny_deprecated=False) for config in configs]  # see ThrowawayNode
 
     @property
     def names(self) -> list[str]:

@@ -61,10 +61,10 @@ def test_tests_know_what_the_broker_under_test_stores() -> None:
         assert deliveries == limit + 1 and left == 0  # the first delivery and `limit` redeliveries
 
 
-def _throwaway(installation: str) -> Iterator[ThrowawayNode]:
+def _throwaway(installation: str, deny: bool) -> Iterator[ThrowawayNode]:
     if INSTALLATIONS[installation].root is not None:  # idempotent: builds the 4.0 root only when it is missing
         subprocess.run(["bash", str(REPO / "scripts" / "rabbitmq4.sh"), "build"], check=True)
-    node = ThrowawayNode(NodeConfig.fresh(INSTALLATIONS[installation]), deny_deprecated=True)
+    node = ThrowawayNode(NodeConfig.fresh(INSTALLATIONS[installation]), deny_deprecated=deny)
     try:
         node.start()
         yield node
@@ -74,9 +74,14 @@ def _throwaway(installation: str) -> Iterator[ThrowawayNode]:
 
 @pytest.fixture(params=sorted(INSTALLATIONS))
 def node(request: pytest.FixtureRequest, broker: None) -> Iterator[ThrowawayNode]:
-    """A node of its own per test: a 4.0 node shared with the refusal test once failed to boot again under load
-    (failed_to_deny_deprecated_features [transient_nonexcl_queues]), so the restart never follows a refusal."""
-    yield from _throwaway(request.param)
+    """A node of the installation's defaults, to restart (see ThrowawayNode on denying nodes that restart)."""
+    yield from _throwaway(request.param, deny=False)
+
+
+@pytest.fixture(params=sorted(INSTALLATIONS))
+def denying_node(request: pytest.FixtureRequest, broker: None) -> Iterator[ThrowawayNode]:
+    """A node with every deprecated feature denied, never restarted."""
+    yield from _throwaway(request.param, deny=True)
 
 
 def test_a_throwaway_node_runs_its_installations_rabbitmq(node: ThrowawayNode) -> None:
@@ -97,11 +102,11 @@ def test_a_throwaway_node_runs_its_installations_rabbitmq(node: ThrowawayNode) -
         connection.close()
 
 
-def test_denied_deprecated_features_are_refused_on_4_0_only(node: ThrowawayNode) -> None:
+def test_denied_deprecated_features_are_refused_on_4_0_only(denying_node: ThrowawayNode) -> None:
     """deny_deprecated=True: 4.0 refuses a transient non-exclusive queue; 3.10 knows no such setting."""
-    connection = pika.BlockingConnection(node.parameters())
+    connection = pika.BlockingConnection(denying_node.parameters())
     try:
-        if node.config.installation.name == "3.10":
+        if denying_node.config.installation.name == "3.10":
             assert connection.channel().queue_declare("transient", durable=False).method.queue == "transient"
         else:
             with pytest.raises(pika.exceptions.ConnectionClosedByBroker, match="transient_nonexcl_queues"):
