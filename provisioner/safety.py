@@ -13,6 +13,7 @@ from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
 from provisioner.kinds import KINDS
 from provisioner.options import ApplyOptions
 from provisioner.plan import Action, Change, Plan
+from provisioner.topology.accounts import VhostLimit
 from provisioner.topology.arguments import QUEUE_ARGUMENTS
 
 # Queue arguments a policy can carry instead (x-argument -> policy key): the broker changes those in place.
@@ -87,9 +88,9 @@ def _connection_limits_too_low(plan: Plan) -> list[str]:
     """
     reasons = []
     for change in plan.changes:
-        if change.kind != "vhost_limit" or change.name != "max-connections" or change.after is None:
+        if not isinstance(change.after, VhostLimit) or change.name != "max-connections":
             continue
-        value = getattr(change.after, "value", None)
+        value = change.after.value
         declares = any(other.kind in AMQP_KINDS and other.vhost == change.vhost for other in plan.changes)
         if isinstance(value, int) and 0 <= value < 2 and declares:
             reasons.append(
