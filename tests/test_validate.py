@@ -476,6 +476,31 @@ def test_environment_interpolation_types_and_defaults(tmp_path: Path) -> None:
     assert load([path], environ={"MAX_LENGTH": "1", "VHOST": "prod"}).vhosts[0].name == "prod"
 
 
+def test_a_variable_written_with_an_escape_is_interpolated_too(tmp_path: Path) -> None:
+    """No $ in the file, but the escapes \\x24 and \\u0024 make one: the shortcut past interpolation must see them."""
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        queues:
+          q:
+            max_length: "\\x24{MAX_LENGTH}"
+            bindings: [{exchange: amq.topic, routing_key: "\\u0024{KEY}"}]
+        """,
+    )
+    assert "$" not in path.read_text()
+    topology = load([path], environ={"MAX_LENGTH": "7", "KEY": "jobs"})
+    assert topology.queues[0].arguments == {"x-max-length": 7}
+    assert topology.bindings[0].routing_key == "jobs"
+
+
+def test_a_non_finite_number_is_refused_wherever_it_stands(tmp_path: Path) -> None:
+    """NaN and infinity pass every JSON Schema bound; the schema step looks for them in the whole document."""
+    for text in (".nan", "-.inf", "1.0e+999"):
+        path = write(tmp_path, f"version: 1\nqueues:\n  q: {{arguments: {{x-custom: {text}}}}}\n")
+        assert any("must be a finite number" in problem for problem in problems_of(path)), text
+
+
 def test_several_vhosts_in_one_file_and_split_across_files(tmp_path: Path) -> None:
     both = write(
         tmp_path,

@@ -7,10 +7,6 @@ password changed is decided by hashing it with the live hash's salt and algorith
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,10 +18,10 @@ from provisioner.topology.load import Document
 Key = tuple[str, ...]
 
 SHA256 = "rabbit_password_hashing_sha256"
-HASHES = {
-    SHA256: hashlib.sha256,
-    "rabbit_password_hashing_sha512": hashlib.sha512,
-    "rabbit_password_hashing_md5": hashlib.md5,
+HASHES = {  # the broker's hashing module -> hashlib's name (hashlib is imported only to compare a password)
+    SHA256: "sha256",
+    "rabbit_password_hashing_sha512": "sha512",
+    "rabbit_password_hashing_md5": "md5",
 }
 ADMINISTRATOR = "administrator"
 
@@ -52,6 +48,11 @@ class Credential:
 
 def password_matches(password: str, password_hash: str, algorithm: str) -> bool:
     """The broker's check: base64(salt(4 bytes) + H(salt + utf8 password)) with H the user's algorithm."""
+    import base64
+    import binascii
+    import hashlib
+    import hmac
+
     try:
         raw = base64.b64decode(password_hash, validate=True)
     except (binascii.Error, ValueError):
@@ -59,7 +60,7 @@ def password_matches(password: str, password_hash: str, algorithm: str) -> bool:
     if len(raw) <= 4 or algorithm not in HASHES:
         return False
     salt, digest = raw[:4], raw[4:]
-    return hmac.compare_digest(HASHES[algorithm](salt + password.encode("utf-8")).digest(), digest)
+    return hmac.compare_digest(hashlib.new(HASHES[algorithm], salt + password.encode("utf-8")).digest(), digest)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,10 @@ TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
+# Keywords about a mapping's entries: checked together, in one pass over it (object_keywords).
+OBJECT_KEYWORDS = frozenset({"properties", "additionalProperties", "required", "propertyNames", "minProperties"})
+
+
 class Unsupported(Exception):
     """A schema keyword or form this compiler does not handle."""
 
@@ -50,6 +54,34 @@ def _plain(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
+def _every(checks: list[Predicate]) -> Predicate:
+    """All of the checks, as one call (a loop: a generator per value costs more than the checks)."""
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(v: Any) -> bool:
+        for test in checks:  # noqa: SIM110  # a loop: all() of a generator costs more than the checks
+            if not test(v):
+                return False
+        return True
+
+    return check
+
+
+def _any(checks: list[Predicate]) -> Predicate:
+    """Any of the checks, as one call."""
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(v: Any) -> bool:
+        for test in checks:  # noqa: SIM110  # a loop, as in _every
+            if test(v):
+                return True
+        return False
+
+    return check
+
+
 class _Compiler:
     def __init__(self, root: dict[str, Any]) -> None:
         self.root = root
@@ -64,15 +96,45 @@ class _Compiler:
             raise Unsupported(repr(schema))
         checks: list[Predicate] = []
         for keyword, argument in schema.items():
-            if keyword in ANNOTATIONS or keyword == "$defs":
+            if keyword in ANNOTATIONS or keyword == "$defs" or keyword in OBJECT_KEYWORDS:
                 continue
             make = getattr(self, "k_" + keyword.lstrip("$"), None)
             if make is None:
                 raise Unsupported(keyword)
             checks.append(make(argument, schema))
-        if len(checks) == 1:
-            return checks[0]
-        return lambda v: all(check(v) for check in checks)
+        if OBJECT_KEYWORDS.intersection(schema):
+            checks.append(self.object_keywords(schema))
+        return _every(checks)
+
+    def object_keywords(self, schema: dict[str, Any]) -> Predicate:
+        """properties, additionalProperties, required, propertyNames and minProperties in one pass over a mapping."""
+        if "patternProperties" in schema:
+            raise Unsupported("patternProperties")
+        named = {name: self.node(sub) for name, sub in schema.get("properties", {}).items()}
+        extra = self.node(schema["additionalProperties"]) if "additionalProperties" in schema else None
+        names = self.node(schema["propertyNames"]) if "propertyNames" in schema else None
+        required = tuple(schema.get("required", ()))
+        fewest = schema.get("minProperties", 0)
+
+        def check(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return True
+            if len(v) < fewest:
+                return False
+            for name in required:
+                if name not in v:
+                    return False
+            for name, value in v.items():
+                if names is not None and not names(name):
+                    return False
+                test = named.get(name) if isinstance(name, str) else None
+                if test is None:
+                    test = extra
+                if test is not None and not test(value):
+                    return False
+            return True
+
+        return check
 
     def k_ref(self, ref: str, schema: dict[str, Any]) -> Predicate:
         if not ref.startswith("#/$defs/") or "/" in ref[len("#/$defs/") :]:
@@ -84,8 +146,7 @@ class _Compiler:
         return lambda v: refs[ref](v)
 
     def k_type(self, names: str | list[str], schema: dict[str, Any]) -> Predicate:
-        tests = [TYPES[name] for name in ([names] if isinstance(names, str) else names)]
-        return lambda v: any(test(v) for test in tests)
+        return _any([TYPES[name] for name in ([names] if isinstance(names, str) else names)])
 
     def k_const(self, const: Any, schema: dict[str, Any]) -> Predicate:
         if not _plain(const):
@@ -111,45 +172,19 @@ class _Compiler:
     def k_maximum(self, bound: int, schema: dict[str, Any]) -> Predicate:
         return lambda v: not isinstance(v, (int, float)) or isinstance(v, bool) or v <= bound
 
-    def k_minProperties(self, size: int, schema: dict[str, Any]) -> Predicate:
-        return lambda v: not isinstance(v, dict) or len(v) >= size
-
-    def k_required(self, names: list[str], schema: dict[str, Any]) -> Predicate:
-        return lambda v: not isinstance(v, dict) or all(name in v for name in names)
-
-    def k_properties(self, properties: dict[str, Any], schema: dict[str, Any]) -> Predicate:
-        compiled = {name: self.node(sub) for name, sub in properties.items()}
-
-        def check(v: Any) -> bool:
-            if not isinstance(v, dict):
-                return True
-            for name, value in v.items():
-                test = compiled.get(name) if isinstance(name, str) else None
-                if test is not None and not test(value):
-                    return False
-            return True
-
-        return check
-
-    def k_additionalProperties(self, extra: Any, schema: dict[str, Any]) -> Predicate:
-        if "patternProperties" in schema:
-            raise Unsupported("patternProperties")
-        known = frozenset(schema.get("properties", {}))
-        test = self.node(extra)
-        return lambda v: (
-            not isinstance(v, dict)
-            or all(test(value) for name, value in v.items() if not (isinstance(name, str) and name in known))
-        )
-
-    def k_propertyNames(self, names: Any, schema: dict[str, Any]) -> Predicate:
-        test = self.node(names)
-        return lambda v: not isinstance(v, dict) or all(test(name) for name in v)
-
     def k_items(self, items: Any, schema: dict[str, Any]) -> Predicate:
         if "prefixItems" in schema:
             raise Unsupported("prefixItems")
         test = self.node(items)
-        return lambda v: not isinstance(v, list) or all(test(item) for item in v)
+
+        def check(v: Any) -> bool:
+            if isinstance(v, list):
+                for item in v:
+                    if not test(item):
+                        return False
+            return True
+
+        return check
 
     def k_uniqueItems(self, unique: bool, schema: dict[str, Any]) -> Predicate:
         """Unique lists of plain values; a list holding anything else is left to jsonschema."""
@@ -172,5 +207,4 @@ class _Compiler:
         return self.k_anyOf(branches, schema)
 
     def k_anyOf(self, branches: list[Any], schema: dict[str, Any]) -> Predicate:
-        tests = [self.node(branch) for branch in branches]
-        return lambda v: any(test(v) for test in tests)
+        return _any([self.node(branch) for branch in branches])

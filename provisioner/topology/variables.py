@@ -28,8 +28,10 @@ def interpolate(
     YAML type of what it expands to, unless ``wants_text(path)`` says the place
     takes only strings (``vhost: ${VH}`` with VH=007 stays "007").
     """
-    env = os.environ if environ is None else environ
     problems: list[Problem] = []
+    if document.text and "$" not in document.text and "\\" not in document.text:
+        return problems  # no string can hold a $: none is written, and no escape (\x24) makes one
+    env = os.environ if environ is None else environ
 
     def substitute(text: str, path: list[Any]) -> str:
         def one(match: re.Match[str]) -> str:

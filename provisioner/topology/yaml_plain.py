@@ -51,33 +51,54 @@ def _plain_data(text: str) -> Any:
             loader.dispose()
 
 
-def _plain(loader: _PlainLoader, event: Any) -> Any:  # a yaml.Event; the stubs type its fields poorly
+# A plain scalar can be other than a string only if its first character starts one of YAML's implicit
+# types (None: a resolver for any first character, which no YAML 1.1 type has; then every scalar is asked).
+_TYPED_FIRST = frozenset(_PlainLoader.yaml_implicit_resolvers)
+_ASK_ALWAYS = None in _TYPED_FIRST
+
+
+def _tag(loader: _PlainLoader, value: str, implicit: tuple[bool, bool], seen: dict[str, str]) -> str:
+    """The scalar's tag, as the resolver gives it: quoted scalars and most words are strings without asking."""
+    if not implicit[0] or (value and value[0] not in _TYPED_FIRST and not _ASK_ALWAYS):
+        return _STR
+    tag = seen.get(value)
+    if tag is None:
+        tag = seen[value] = loader.resolve(yaml.ScalarNode, value, implicit)
+    return tag
+
+
+def _plain(loader: _PlainLoader, event: Any, seen: dict[str, str] | None = None) -> Any:  # a yaml.Event
     """The value that starts with ``event``, as plain objects; _Unusual for what needs the guarded loader."""
+    seen = {} if seen is None else seen
     kind = type(event)
-    if getattr(event, "tag", None) is not None or getattr(event, "anchor", None) is not None:
-        raise _Unusual
     if kind is yaml.ScalarEvent:
-        tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if event.tag is not None or event.anchor is not None:
+            raise _Unusual
+        tag = _tag(loader, event.value, event.implicit, seen)
         if tag == _STR:
             return event.value
         return loader.construct_object(yaml.ScalarNode(tag, event.value, style=event.style))
-    if kind is yaml.SequenceStartEvent:
+    if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+        if event.tag is not None or event.anchor is not None:
+            raise _Unusual
+        if kind is yaml.MappingStartEvent:
+            return _plain_mapping(loader, seen)
         items = []
         while type(item := loader.get_event()) is not yaml.SequenceEndEvent:
-            items.append(_plain(loader, item))
+            items.append(_plain(loader, item, seen))
         return items
-    if kind is yaml.MappingStartEvent:
-        return _plain_mapping(loader)
     raise _Unusual  # an alias
 
 
-def _plain_mapping(loader: _PlainLoader) -> dict[str, Any]:
+def _plain_mapping(loader: _PlainLoader, seen: dict[str, str]) -> dict[str, Any]:
     """A mapping's keys and values, up to its end event; _Unusual for a key the guarded loader must judge."""
     data: dict[str, Any] = {}
-    while type(key := loader.get_event()) is not yaml.MappingEndEvent:
+    get_event = loader.get_event
+    while type(key := get_event()) is not yaml.MappingEndEvent:
         if type(key) is not yaml.ScalarEvent or key.tag is not None or key.anchor is not None:
             raise _Unusual  # a list or mapping as a key, a tagged key
-        if loader.resolve(yaml.ScalarNode, key.value, key.implicit) != _STR or key.value in data:
+        name = key.value
+        if _tag(loader, name, key.implicit, seen) != _STR or name in data:
             raise _Unusual  # a key YAML reads as a boolean, number or null; a duplicate key
-        data[key.value] = _plain(loader, loader.get_event())
+        data[name] = _plain(loader, get_event(), seen)
     return data
