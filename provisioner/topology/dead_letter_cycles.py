@@ -16,6 +16,8 @@ def check_dead_letter_cycles(topology: Topology, origins: dict[Key, Origin]) -> 
     # A queue that sends its dead letters nowhere lies on no cycle: only the others are graph nodes.
     targets = {q.key: found for q in topology.queues if (found := _dead_letter_targets(topology, q))}
     cyclic = _on_cycles(targets)  # one linear pass; the path search below runs only where a cycle is
+    if not cyclic:
+        return  # the usual case: no need to walk every queue again
     reported: set[Key] = set()
     for start in topology.queues:
         if start.key not in cyclic:

@@ -77,9 +77,16 @@ class PolicySet:
             else:
                 self.exact.setdefault(re.sub(r"\\(.)", r"\1", literal.group(1)), []).append(policy)
 
+    def is_empty(self) -> bool:
+        """Whether no policy is here: such a set reaches nothing, so callers may skip the lookup."""
+        return not self.exact and not self.other
+
     def winner(self, target: str, name: str) -> Policy | None:
         """The matching policy of highest priority (ties: the first by name), or None."""
-        found = [p for p in self.exact.get(name, ()) if target in APPLIES_TO.get(p.apply_to, frozenset())]
+        exact = self.exact.get(name)
+        if exact is None and not self.other:
+            return None  # the common case of a queue in a vhost of own policies only: no list, no sort
+        found = [p for p in exact or () if target in APPLIES_TO.get(p.apply_to, frozenset())]
         found += [p for p in self.other if matches(p, target, name)]
         return min(found, key=lambda p: (-p.priority, p.name)) if found else None
 
@@ -90,8 +97,10 @@ def effective(
     """What the broker applies to one object: its policy, its operator policy, their combined definition."""
     policy = _as_set(policies).winner(target, name)
     operator = _as_set(operator_policies).winner(target, name)
+    if operator is None:
+        return Effective(policy.name, None, dict(sorted(policy.definition.items()))) if policy else Effective()
     definition = dict(policy.definition) if policy else {}
-    for key, value in (operator.definition if operator else {}).items():
+    for key, value in operator.definition.items():
         current = definition.get(key)
         if _number(current) and _number(value):
             definition[key] = min(current, value)
@@ -99,7 +108,7 @@ def effective(
             definition[key] = value
     return Effective(
         policy.name if policy else None,
-        operator.name if operator else None,
+        operator.name,
         dict(sorted(definition.items())),
     )
 

@@ -9,8 +9,9 @@ which object and which setting, and why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from provisioner.topology.model import Key, OperatorPolicy, Policy, Queue, Topology
@@ -107,58 +108,86 @@ def policy_findings(policies: tuple[Policy, ...]) -> Iterator[Finding]:
 def argument_findings(queues: tuple[Queue, ...]) -> Iterator[Finding]:
     """Queue arguments a rule names, and non-durable classic queues."""
     for queue in queues:
-        for rule in RULES:
+        for rule in RULES if queue.arguments else ():
             if rule.argument in queue.arguments and rule.applies(queue.arguments[rule.argument]):
                 yield Finding(queue.key, rule.argument, queue.arguments[rule.argument], rule.why)
         if not queue.durable and queue.type == "classic":
             yield Finding(queue.key, "durable", False, TRANSIENT_WHY)
 
 
-def dead_letter_receivers(topology: Topology) -> set[Key]:
-    """Queues that dead letters reach: bound to an exchange some queue dead-letters to (or named by the default's)."""
-    receivers: set[Key] = set()
-    for vhost in {q.vhost for q in topology.queues}:
-        policies = _policies_of(topology, vhost)
-        exchanges: set[str] = set()
-        for queue in (q for q in topology.queues if q.vhost == vhost):
-            settings = _dead_letter_settings(queue, policies)
-            if settings[0] == "":
-                receivers.add(("queue", vhost, settings[1] or queue.name))
-            elif settings[0] is not None:
-                exchanges.add(settings[0])
-        for binding in topology.bindings:
-            if binding.vhost == vhost and binding.source in exchanges and binding.destination_type == "queue":
-                receivers.add(("queue", vhost, binding.destination))
-    return receivers
+_NO_DEFINITION: Mapping[str, Any] = MappingProxyType({})  # what no policy gives: shared, read-only
 
 
-def _policies_of(topology: Topology, vhost: str) -> tuple[PolicySet, PolicySet]:
-    chosen = [p for p in topology.policies if p.vhost == vhost]
-    return (
-        PolicySet(p for p in chosen if not isinstance(p, OperatorPolicy)),
-        PolicySet(p for p in chosen if isinstance(p, OperatorPolicy)),
-    )
+def policy_definitions(topology: Topology) -> list[Mapping[str, Any]]:
+    """Each queue's settings from policies, in topology order: computed once, read by both delivery-limit passes.
+
+    A vhost's policy sets are built once, and a queue in a vhost without policies costs no lookup at all.
+    """
+    by_vhost = _policies_by_vhost(topology)
+    if not by_vhost:
+        return [_NO_DEFINITION] * len(topology.queues)
+    return [
+        effective(queue.type, queue.name, *by_vhost[queue.vhost]).definition
+        if queue.vhost in by_vhost
+        else _NO_DEFINITION
+        for queue in topology.queues
+    ]
 
 
-def _dead_letter_settings(queue: Queue, policies: tuple[PolicySet, PolicySet]) -> tuple[str | None, str | None]:
+def _policies_by_vhost(topology: Topology) -> dict[str, tuple[PolicySet, PolicySet]]:
+    """Each vhost's (policies, operator policies), built in one pass over the policies, not one pass per vhost."""
+    chosen: dict[str, tuple[list[Policy], list[Policy]]] = {}
+    for policy in topology.policies:
+        own, operator = chosen.setdefault(policy.vhost, ([], []))
+        (operator if isinstance(policy, OperatorPolicy) else own).append(policy)
+    return {vhost: (PolicySet(own), PolicySet(operator)) for vhost, (own, operator) in chosen.items()}
+
+
+def _dead_letter_settings(queue: Queue, definition: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(dead-letter exchange, routing key) of a queue, from its arguments or the policies that reach it."""
-    definition = effective(queue.type, queue.name, *policies).definition
     exchange = queue.arguments.get("x-dead-letter-exchange", definition.get("dead-letter-exchange"))
     key = queue.arguments.get("x-dead-letter-routing-key", definition.get("dead-letter-routing-key"))
     return (None if exchange is None else str(exchange)), (None if key is None else str(key))
 
 
+def dead_letter_receivers(topology: Topology, definitions: list[Mapping[str, Any]] | None = None) -> set[Key]:
+    """Queues that dead letters reach: bound to an exchange some queue dead-letters to (or named by the default's).
+
+    ``definitions`` are policy_definitions(topology), when the caller has them already.
+    """
+    receivers: set[Key] = set()
+    exchanges: set[tuple[str, str]] = set()  # (vhost, exchange): a binding never leaves its vhost
+    if definitions is None:
+        definitions = policy_definitions(topology)
+    for queue, definition in zip(topology.queues, definitions, strict=True):
+        if not queue.arguments and not definition:
+            continue  # no dead-lettering: most dead-letter queues and plain queues stop here
+        exchange, key = _dead_letter_settings(queue, definition)
+        if exchange == "":
+            receivers.add(("queue", queue.vhost, key or queue.name))
+        elif exchange is not None:
+            exchanges.add((queue.vhost, exchange))
+    for vhost, exchange in exchanges:
+        for binding in topology.bindings_from(vhost, exchange):
+            if binding.destination_type == "queue":
+                receivers.add(("queue", vhost, binding.destination))
+    return receivers
+
+
 def delivery_limit_findings(topology: Topology, exempt: set[Key]) -> Iterator[Finding]:
     """Quorum queues with neither a delivery limit nor dead-lettering: 4.x drops their 21st delivery."""
-    parking = dead_letter_receivers(topology) | exempt
-    for vhost in sorted({q.vhost for q in topology.queues}):
-        policies = _policies_of(topology, vhost)
-        for queue in topology.queues:
-            if queue.vhost != vhost or queue.type != "quorum" or queue.key in parking:
+    definitions = policy_definitions(topology)
+    parking = dead_letter_receivers(topology, definitions) | exempt
+    quorum_by_vhost: dict[str, list[tuple[Queue, Mapping[str, Any]]]] = {}
+    for queue, definition in zip(topology.queues, definitions, strict=True):
+        if queue.type == "quorum":
+            quorum_by_vhost.setdefault(queue.vhost, []).append((queue, definition))
+    for vhost in sorted(quorum_by_vhost):  # by vhost, then in topology order, as the findings always came
+        for queue, definition in quorum_by_vhost[vhost]:
+            if queue.key in parking:
                 continue  # a dead-letter queue is where messages park, not where they are redelivered
-            definition = effective(queue.type, queue.name, *policies).definition
             limited = "x-delivery-limit" in queue.arguments or "delivery-limit" in definition
-            if not limited and _dead_letter_settings(queue, policies)[0] is None:
+            if not limited and _dead_letter_settings(queue, definition)[0] is None:
                 yield Finding(queue.key, "", None, DELIVERY_LIMIT_WHY)
 
 
