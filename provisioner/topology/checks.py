@@ -305,18 +305,16 @@ def check_task_patterns(topology: Topology, origins: dict[Key, Origin]) -> Itera
 
 def check_values(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
     """Argument and policy values the broker and AMQP can carry, checked against the argument table."""
-    for queue in topology.queues:
-        if not queue.arguments:
-            continue  # nothing to check: most queues stop here, before the origin lookup
-        origin = origins[queue.key]
+    for queue in topology.queues:  # the origin is looked up only for a problem: most queues have none
         for name, value in queue.arguments.items():
             argument = QUEUE_ARGUMENTS.get(name)
             problem = value_problem(value, argument)
             if problem:
+                origin = origins[queue.key]
                 where = _written_at(origin, argument.friendly if argument and argument.friendly else name, name)
                 yield origin.problem(f"{where[-1]} {problem}" if argument else f"{name}: {problem}", *where)
         if "x-dead-letter-routing-key" in queue.arguments and "x-dead-letter-exchange" not in queue.arguments:
-            yield origin.problem(
+            yield origins[queue.key].problem(
                 "x-dead-letter-routing-key needs x-dead-letter-exchange (the broker refuses it alone)",
                 "arguments",
                 "x-dead-letter-routing-key",
