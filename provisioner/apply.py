@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from provisioner.broker.amqp import Amqp, Operation, OperationFailed
 from provisioner.broker.cluster import add_members
 from provisioner.broker.endpoints import Endpoints
+from provisioner.broker.live import LiveSoon
 from provisioner.broker.lock import VhostLock, management_holder_lookup
 from provisioner.broker.management import Management
 from provisioner.broker.retry import NO_RETRY
@@ -67,10 +68,15 @@ def converge(
     options: ApplyOptions,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    live_soon: LiveSoon | None = None,
 ) -> ApplyReport:
-    """Plan, and when there is anything to do: lock, re-plan under the lock, check, execute."""
+    """Plan, and when there is anything to do: lock, re-plan under the lock, check, execute.
+
+    ``live_soon`` is a read of the vhosts already under way (broker.live.read_live_soon)
+    for the first plan; the plan under the lock always reads again.
+    """
     include = options.include_object or include_object
-    plan = make_plan(desired, management, options.prune, endpoints, include=include)
+    plan = make_plan(desired, management, options.prune, endpoints, live_soon=live_soon, include=include)
     if plan.problems:
         refuse_unsafe(plan, options)
     if plan.is_empty:

@@ -77,7 +77,8 @@ class Management:
             raise AssertionError("unreachable: the last node's error is raised")
 
         response = call_with_retry(call, self.backoff, describe=f"{method} /api/{path}")
-        if missing_ok and (response.status_code == 404 or "vhost_not_found" in response.text[:200]):
+        refused = not response.ok  # a body is decoded only then: a definitions export may be megabytes
+        if missing_ok and (response.status_code == 404 or (refused and "vhost_not_found" in response.text[:200])):
             return None  # 3.10 answers 400 vhost_not_found for the definitions of a missing vhost
         if response.status_code in (401, 403):
             if missing_ok and _reason(response) == "Not administrator user" and path.startswith("definitions/"):

@@ -213,16 +213,20 @@ def apply(
     broker: Broker,
 ) -> None:
     """Converge the broker to the topology; a second apply does nothing and writes nothing."""
-    from provisioner.apply import ApplyOptions, converge
-    from provisioner.live_state import ignoring
+    from provisioner.broker.live import read_live_soon
     from provisioner.topology import load
 
-    desired = load(files)
-    _SECRETS.update(desired.accounts.passwords())
     endpoints, management = broker.endpoints, broker.management
+    reading: list[LiveSoon] = []  # the broker exports the vhosts while the topology is still being checked
+    desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
+    _SECRETS.update(desired.accounts.passwords())
+    from provisioner.apply import ApplyOptions, converge  # imported while the broker is still answering
+    from provisioner.live_state import ignoring
+
     options = ApplyOptions(prune, migrate, force, workers, lock_timeout, include_object=ignoring(ignore))
+    live_soon = reading[0] if reading else None
     with _Progress() as progress:
-        report = converge(desired, endpoints, management, options, progress.update, progress.start)
+        report = converge(desired, endpoints, management, options, progress.update, progress.start, live_soon)
     if report.plan.is_empty and report.plan.drift:
         say(
             f"No changes. {len(report.plan.drift)} object(s) not in the topology change managed ones "
