@@ -69,3 +69,23 @@ def test_cli_plan_of_an_invalid_file_reports_the_file_even_with_no_broker(tmp_pa
     result = CliRunner().invoke(main, ["plan", str(bad), "--management-url", "http://guest:s3cret@127.0.0.1:1"])
     assert result.exit_code == 1
     assert "exchange 'nowhere' is not defined" in result.output and "s3cret" not in result.output
+
+
+def test_a_no_op_apply_makes_its_plan_from_the_read_under_way(tmp_path: Path, vhost_name: str) -> None:
+    file = topology(tmp_path, vhost_name)
+    endpoints = broker_endpoints()
+    converge(load([file]), endpoints, Management(endpoints), ApplyOptions(workers=1))
+    management = Management(endpoints)
+    reading = []
+    desired = load([file], on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
+    report = converge(desired, endpoints, management, ApplyOptions(workers=1), live_soon=reading[0])
+    assert report.plan.is_empty
+    assert management.requests_made == 2  # the read started during loading, and nothing more
+
+
+def test_cli_apply_of_an_invalid_file_reports_the_file_even_with_no_broker(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nvhost: x\nqueues:\n  q: {bindings: [{exchange: nowhere}]}\n")
+    result = CliRunner().invoke(main, ["apply", str(bad), "--management-url", "http://guest:s3cret@127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert "exchange 'nowhere' is not defined" in result.output and "s3cret" not in result.output
