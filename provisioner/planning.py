@@ -18,6 +18,7 @@ from provisioner.diff import differences
 from provisioner.live_state import IncludeObject, include_object
 from provisioner.plan import Action, Change, Plan
 from provisioner.profile import phase
+from provisioner.retain import retain
 from provisioner.topology.model import Topology
 
 
@@ -45,6 +46,7 @@ def make_plan(
     with phase("compare"):
         plan = differences(desired, live, prune)
         plan = with_accounts(plan, desired, management, prune)
+    retain(live, plan)  # the CLI's process ends without freeing them (retain.py)
     if endpoints is None:
         return plan
     with phase("counts"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioner.cli import main
+from provisioner.cli.process import run
 
 if __name__ == "__main__":
-    main()
+    run()

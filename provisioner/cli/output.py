@@ -71,6 +71,9 @@ def reports_errors(command: F) -> F:
         except KeyboardInterrupt:
             say("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # whoever read the output stopped reading (| head): nothing is wrong, nothing to say
+            _drop_standard_output()
+            sys.exit(EXIT_ERROR)
         except Exception as error:  # a bug of ours: still one line, the traceback only on request
             if os.environ.get("PROVISION_DEBUG"):
                 raise
@@ -85,6 +88,13 @@ def reports_errors(command: F) -> F:
                 _echo_profile()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _drop_standard_output() -> None:
+    """Point standard output at /dev/null, so the flush at exit does not meet the closed pipe again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def _echo_profile() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from provisioner.errors import Problem, TopologyInvalid
 from provisioner.profile import phase
+from provisioner.retain import retain
 from provisioner.topology.checks import meaning_problems
 from provisioner.topology.expand import expand_documents, vhost_bodies
 from provisioner.topology.load import Document, collector_paused, read_document
@@ -76,4 +77,5 @@ def _load(
             problems.append(problem)
     if problems:
         raise TopologyInvalid(problems)
+    retain(documents, origins, topology)  # the CLI's process ends without freeing them (retain.py)
     return topology

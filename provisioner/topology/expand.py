@@ -259,6 +259,8 @@ def queue_arguments(spec: dict[str, Any], origin: Origin, problems: list[Problem
     if "x-queue-type" in arguments:
         problems.append(origin.problem("x-queue-type belongs in the queue's 'type' field", "arguments", "x-queue-type"))
         arguments.pop("x-queue-type")
+    if spec.keys().isdisjoint(QUEUE_ARGUMENT_NAMES):
+        return arguments  # most queues set none of the friendly fields
     for friendly, x_name in QUEUE_ARGUMENT_NAMES.items():
         if friendly not in spec:
             continue
