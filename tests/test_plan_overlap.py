@@ -10,12 +10,12 @@ from rabbit import endpoints as broker_endpoints
 
 from provisioner.apply import ApplyOptions, converge, make_plan
 from provisioner.broker.endpoints import Endpoints
-from provisioner.broker.live import read_live_soon
+from provisioner.broker.live import LiveSoon, read_live_soon
 from provisioner.broker.management import Management
 from provisioner.broker.retry import NO_RETRY
 from provisioner.cli import main
 from provisioner.errors import BrokerError, TopologyInvalid
-from provisioner.topology import load
+from provisioner.topology import Topology, load
 
 
 def topology(tmp_path: Path, vhost: str) -> Path:
@@ -40,14 +40,20 @@ def test_the_vhosts_are_known_before_expansion_and_checks(tmp_path: Path) -> Non
     assert heard == [["b", "a"]]  # an invalid file starts no read
 
 
-def test_a_read_under_way_makes_the_plan_with_its_two_requests(tmp_path: Path, vhost_name: str) -> None:
-    file = topology(tmp_path, vhost_name)
+def converged_and_reading(tmp_path: Path, vhost: str) -> tuple[Topology, Endpoints, Management, LiveSoon]:
+    """A vhost already converged, its topology loaded again while a read of the vhost is under way."""
+    file = topology(tmp_path, vhost)
     endpoints = broker_endpoints()
     converge(load([file]), endpoints, Management(endpoints), ApplyOptions(workers=1))
     management = Management(endpoints)
     reading = []
     desired = load([file], on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
-    plan = make_plan(desired, management, endpoints=endpoints, live_soon=reading[0])
+    return desired, endpoints, management, reading[0]
+
+
+def test_a_read_under_way_makes_the_plan_with_its_two_requests(tmp_path: Path, vhost_name: str) -> None:
+    desired, endpoints, management, live_soon = converged_and_reading(tmp_path, vhost_name)
+    plan = make_plan(desired, management, endpoints=endpoints, live_soon=live_soon)
     assert plan.is_empty
     assert management.requests_made == 2  # the vhost's definitions and its operator policies
     other = read_live_soon(Management(endpoints), ["not-" + vhost_name])  # a read of other vhosts is not used
@@ -63,29 +69,17 @@ def test_the_read_raises_its_error_in_the_waiting_caller(tmp_path: Path) -> None
     assert "s3cret" not in str(caught.value)
 
 
-def test_cli_plan_of_an_invalid_file_reports_the_file_even_with_no_broker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_cli_of_an_invalid_file_reports_the_file_even_with_no_broker(tmp_path: Path, command: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nvhost: x\nqueues:\n  q: {bindings: [{exchange: nowhere}]}\n")
-    result = CliRunner().invoke(main, ["plan", str(bad), "--management-url", "http://guest:s3cret@127.0.0.1:1"])
+    result = CliRunner().invoke(main, [command, str(bad), "--management-url", "http://guest:s3cret@127.0.0.1:1"])
     assert result.exit_code == 1
     assert "exchange 'nowhere' is not defined" in result.output and "s3cret" not in result.output
 
 
 def test_a_no_op_apply_makes_its_plan_from_the_read_under_way(tmp_path: Path, vhost_name: str) -> None:
-    file = topology(tmp_path, vhost_name)
-    endpoints = broker_endpoints()
-    converge(load([file]), endpoints, Management(endpoints), ApplyOptions(workers=1))
-    management = Management(endpoints)
-    reading = []
-    desired = load([file], on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
-    report = converge(desired, endpoints, management, ApplyOptions(workers=1), live_soon=reading[0])
+    desired, endpoints, management, live_soon = converged_and_reading(tmp_path, vhost_name)
+    report = converge(desired, endpoints, management, ApplyOptions(workers=1), live_soon=live_soon)
     assert report.plan.is_empty
     assert management.requests_made == 2  # the read started during loading, and nothing more
-
-
-def test_cli_apply_of_an_invalid_file_reports_the_file_even_with_no_broker(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nvhost: x\nqueues:\n  q: {bindings: [{exchange: nowhere}]}\n")
-    result = CliRunner().invoke(main, ["apply", str(bad), "--management-url", "http://guest:s3cret@127.0.0.1:1"])
-    assert result.exit_code == 1
-    assert "exchange 'nowhere' is not defined" in result.output and "s3cret" not in result.output
