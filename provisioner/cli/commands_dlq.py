@@ -10,7 +10,7 @@ import click
 from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.clients import broker_options
 from provisioner.cli.group import main
-from provisioner.cli.output import EXIT_ERROR, reports_errors, say
+from provisioner.cli.output import EXIT_ERROR, ProgressBar, reports_errors, say
 from provisioner.errors import ProvisionerError, one_line
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
@@ -173,7 +173,7 @@ def dlq_replay(
     from provisioner.dlq.run import replay
 
     endpoints, management = broker.endpoints, broker.management
-    with _Bar("replaying") as bar:
+    with ProgressBar("replaying") as bar:
         report = replay(
             _load(files),
             queue,
@@ -226,29 +226,3 @@ def dlq_purge(files: tuple[str, ...], queue: str, force: bool, broker: Broker) -
     endpoints, management = broker.endpoints, broker.management
     found, count = purge(topology, queue, endpoints, management.backoff)
     say(f"purged {count} message(s) from {found.name} (vhost {found.vhost!r})")
-
-
-class _Bar:
-    """A progress bar on stderr for long replays, only on a terminal."""
-
-    MINIMUM = 200
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-
-    def start(self, total: int) -> None:
-        if total >= self.MINIMUM and sys.stderr.isatty():
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
-            self.bar.__enter__()
-
-    def update(self, count: int) -> None:
-        if self.bar is not None:
-            self.bar.update(count)
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import sys
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.clients import broker_options
 from provisioner.cli.group import main
-from provisioner.cli.output import _SECRETS, EXIT_CHANGES, EXIT_ERROR, reports_errors, say
+from provisioner.cli.output import _SECRETS, EXIT_CHANGES, EXIT_ERROR, ProgressBar, reports_errors, say
 from provisioner.options import DEFAULT_LOCK_TIMEOUT, DEFAULT_WORKERS
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
@@ -225,8 +224,13 @@ def apply(
 
     options = ApplyOptions(prune, migrate, force, workers, lock_timeout, include_object=ignoring(ignore))
     live_soon = reading[0] if reading else None
-    with _Progress() as progress:
-        report = converge(desired, endpoints, management, options, progress.update, progress.start, live_soon)
+    with ProgressBar("applying") as progress:
+
+        def starting(plan: Plan) -> None:
+            _echo_plan(plan)
+            progress.start(len(plan.changes))
+
+        report = converge(desired, endpoints, management, options, progress.update, starting, live_soon)
     if report.plan.is_empty and report.plan.drift:
         say(
             f"No changes. {len(report.plan.drift)} object(s) not in the topology change managed ones "
@@ -242,31 +246,3 @@ def apply(
         f"Applied: {counts['create']} created, {counts['update']} updated, {counts['replace']} replaced, "
         f"{counts['delete']} deleted{moved}."
     )
-
-
-class _Progress:
-    """A progress bar on stderr for applies of many changes, only on a terminal (never in CI logs)."""
-
-    MINIMUM = 200  # changes; smaller applies finish before a bar would be read
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.lock = threading.Lock()
-
-    def start(self, plan: Plan) -> None:
-        _echo_plan(plan)
-        if len(plan.changes) >= self.MINIMUM and sys.stderr.isatty():
-            self.bar = click.progressbar(length=len(plan.changes), label="applying", file=sys.stderr)
-            self.bar.__enter__()
-
-    def update(self, count: int) -> None:
-        if self.bar is not None:
-            with self.lock:  # called from the apply's worker threads
-                self.bar.update(count)
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

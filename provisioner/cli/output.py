@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -103,3 +104,31 @@ def _echo_profile() -> None:
 
     phases = " ".join(f"{name}={seconds:.3f}" for name, seconds in timings().items())
     say(f"profile: {phases}", err=True)
+
+
+class ProgressBar:
+    """A progress bar on stderr for long work (an apply, a replay), only on a terminal: never in CI logs."""
+
+    MINIMUM = 200  # steps; shorter work finishes before a bar would be read
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.lock = threading.Lock()  # an apply's worker threads report progress
+
+    def start(self, total: int) -> None:
+        if total >= self.MINIMUM and sys.stderr.isatty():
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+
+    def update(self, count: int) -> None:
+        if self.bar is not None:
+            with self.lock:
+                self.bar.update(count)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
