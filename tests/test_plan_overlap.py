@@ -73,7 +73,8 @@ def test_the_read_raises_its_error_in_the_waiting_caller(tmp_path: Path) -> None
 def test_cli_of_an_invalid_file_reports_the_file_even_with_no_broker(tmp_path: Path, command: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nvhost: x\nqueues:\n  q: {bindings: [{exchange: nowhere}]}\n")
-    result = CliRunner().invoke(main, [command, str(bad), "--management-url", "http://guest:s3cret@127.0.0.1:1"])
+    unreachable = ["--management-url", "http://guest:s3cret@127.0.0.1:1", "--retry-seconds", "0"]
+    result = CliRunner().invoke(main, [command, str(bad), *unreachable])  # no retry left to log into later tests
     assert result.exit_code == 1
     assert "exchange 'nowhere' is not defined" in result.output and "s3cret" not in result.output
 
