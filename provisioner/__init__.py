@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"  # the one place the version is written; pyproject.toml reads it from here
+from provisioner.version import __version__  # written once, in version.py (saved plans record it below the API)
 
 if TYPE_CHECKING:
     from provisioner.api import (

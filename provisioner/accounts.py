@@ -1,7 +1,7 @@
 """The topology's users, permissions, topic permissions and vhost settings x the live ones -> changes.
 
-The comparison is pure; ``with_accounts`` reads the live accounts first. The
-kinds themselves (fields, text, apply handlers) are in provisioner/kinds.
+Pure: planning.py reads the live accounts (broker/accounts.py) first. The kinds
+themselves (fields, text) are in provisioner/kinds, their writers in provisioner/handlers.
 What must never go is kept whatever the topology says: the users apply connects
 as and their permissions in the vhosts it applies; a plan that would leave the
 cluster without an administrator is refused in one line.
@@ -13,15 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from provisioner.broker import accounts as broker
-from provisioner.broker.accounts import LiveAccounts
-from provisioner.broker.management import Management
 from provisioner.errors import UnsafeChange
-from provisioner.kinds import KINDS, PHASE_INDEX, describe, field_changes
-from provisioner.parameters.broker import with_parameters
+from provisioner.kinds import KINDS, describe, field_changes
+from provisioner.kinds.accounts import PERMISSION, TOPIC_PERMISSION, VHOST_LIMIT
 from provisioner.plan import Action, Change, FieldChange, Plan, Unmanaged
-from provisioner.topology.accounts import ADMINISTRATOR, Accounts, User, VhostSettings
-from provisioner.topology.model import Topology
+from provisioner.topology.accounts import ADMINISTRATOR, Accounts, LiveAccounts, User, VhostSettings
 
 CONNECTING = "never pruned: provision connects as this user"
 
@@ -34,12 +30,12 @@ def account_differences(
     unmanaged: list[Unmanaged] = []
     changes += _settings(desired.settings, live.settings)
     for kind, wanted, present in (
-        ("vhost_limit", desired.limits, live.limits),
-        ("permission", desired.permissions, live.permissions),
-        ("topic_permission", desired.topic_permissions, live.topic_permissions),
+        (VHOST_LIMIT.name, desired.limits, live.limits),
+        (PERMISSION.name, desired.permissions, live.permissions),
+        (TOPIC_PERMISSION.name, desired.topic_permissions, live.topic_permissions),
     ):
         owned = [r for r in present if desired.owns(r.vhost, kind)]
-        found, left = _keyed(wanted, owned, prune, _kept_permission(protected) if kind == "permission" else _never)
+        found, left = _keyed(wanted, owned, prune, _kept_permission(protected) if kind == PERMISSION.name else _never)
         changes += found
         unmanaged += left
     _refuse_narrowing_the_connecting_user(desired, protected)
@@ -164,14 +160,9 @@ def _refuse_no_administrator(present: tuple[User, ...], changes: list[Change]) -
         )
 
 
-def with_accounts(plan: Plan, desired: Topology, management: Management, prune: bool) -> Plan:
-    """The plan with the account kinds' changes in their phases; no request at all for a topology without them."""
-    plan = with_parameters(plan, desired.accounts.parameters, management, prune)
-    if desired.accounts.is_empty:
-        return plan
-    live = broker.read_accounts(management, desired.accounts, [v.name for v in desired.vhosts])
-    endpoints = management.endpoints
-    protected = frozenset({endpoints.amqp_user, endpoints.management_auth[0]})
-    found, left = account_differences(desired.accounts, live, prune, protected)
-    changes = sorted([*plan.changes, *found], key=lambda c: PHASE_INDEX[(c.action, c.kind)])  # stable
-    return replace(plan, changes=tuple(changes), unmanaged=plan.unmanaged + tuple(left))  # keeps drift, problems
+def with_account_changes(
+    plan: Plan, desired: Accounts, live: LiveAccounts, prune: bool, protected: frozenset[str]
+) -> Plan:
+    """The plan with the account kinds' changes added (unordered: planning orders the plan once)."""
+    found, left = account_differences(desired, live, prune, protected)
+    return replace(plan, changes=(*plan.changes, *found), unmanaged=plan.unmanaged + tuple(left))  # keeps the rest

@@ -17,8 +17,8 @@ from provisioner.broker.management import Management
 from provisioner.broker.retry import Backoff
 from provisioner.celery.render import render as _render
 from provisioner.errors import Problem
-from provisioner.export import Export
-from provisioner.export import export_topology as _export_topology
+from provisioner.export.run import Export
+from provisioner.export.run import export_topology as _export_topology
 from provisioner.export.source import from_broker, from_file
 from provisioner.live_state import IncludeObject, LiveVhost, ignoring, include_object
 from provisioner.options import ApplyOptions

@@ -12,8 +12,9 @@ from dataclasses import replace
 
 from provisioner.drift import external_problems, hidden_drift, major_version, queue_settings
 from provisioner.kinds import PHASE_INDEX, describe, field_changes, kind_of
+from provisioner.kinds.queue import QUEUE
 from provisioner.live_state import LiveVhost
-from provisioner.migration.steps import is_migration_queue, original_name
+from provisioner.migration import is_migration_queue, original_name
 from provisioner.plan import Action, Change, Drift, Parked, Plan, QueueSettings, Unmanaged
 from provisioner.topology.model import Binding, Key, Queue, Resource, Topology, VHost
 
@@ -36,7 +37,7 @@ def differences(desired: Topology, live: Mapping[str, LiveVhost], prune: bool = 
         unmanaged.extend(left)
         drift.extend(hidden_drift(mine, state))
         settings.extend(queue_settings(mine, state, prune, version))
-    dead_letter_targets = {("queue", d.vhost, d.dead_letter_queue) for d in desired.dead_letters}
+    dead_letter_targets = {(QUEUE.name, d.vhost, d.dead_letter_queue) for d in desired.dead_letters}
     changes.sort(key=lambda c: (PHASE_INDEX[(c.action, c.kind)], c.key not in dead_letter_targets, c.key))
     unmanaged.sort(key=lambda u: u.resource.key)
     settings.sort(key=lambda s: (s.vhost, s.queue))  # in the topology's order otherwise: mapping order showed
@@ -64,7 +65,7 @@ def _with_delivery_limits(changes: list[Change], settings: list[QueueSettings], 
     result = []
     for change in changes:
         found = created.get((change.vhost, change.name))
-        is_creation = change.action is Action.CREATE and change.kind == "queue"
+        is_creation = change.action is Action.CREATE and change.kind == QUEUE.name
         text = _creation_note(found, version) if is_creation and found is not None else ""
         if text:
             change = replace(change, reason=f"{change.reason}; {text}" if change.reason else text)
@@ -99,7 +100,8 @@ def _vhost_differences(desired: Topology, state: LiveVhost, prune: bool) -> tupl
     changes: list[Change] = []
     unmanaged: list[Unmanaged] = []
     for temporary in (q for q in state.topology.queues if is_migration_queue(q.name)):
-        original: Key = ("queue", state.name, original_name(temporary.name))
+        names = [key[2] for key in (*wanted, *present) if key[0] == QUEUE.name and key[1] == state.name]
+        original: Key = (QUEUE.name, state.name, original_name(temporary.name, names))
         target, live = wanted.pop(original, None), present.pop(original, None)
         assert isinstance(target, Queue | None) and isinstance(live, Queue | None)
         changes.append(_unfinished(temporary, target, live, state))
@@ -148,7 +150,7 @@ def _unfinished(temporary: Queue, wanted: Queue | None, present: Queue | None, s
 
 
 def _objects(topology: Topology) -> tuple[Resource, ...]:
-    return (*topology.exchanges, *topology.queues, *topology.bindings, *topology.policies, *topology.others)
+    return (*topology.exchanges, *topology.queues, *topology.bindings, *topology.policies)
 
 
 def _changed(before: Resource, after: Resource, state: LiveVhost) -> Change:

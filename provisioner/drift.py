@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
 from provisioner.live_state import LiveVhost
 from provisioner.plan import Drift, Hit, QueueSettings
 from provisioner.topology.model import Exchange, OperatorPolicy, Policy, Queue, Topology
@@ -56,7 +57,7 @@ def hidden_drift(desired: Topology, state: LiveVhost) -> list[Drift]:
         if actual.operator_policy is not None:
             settings = _setting_changes(chosen.definition, actual.definition)
             if settings:
-                culprit_key = ("operator_policy", state.name, actual.operator_policy)
+                culprit_key = (OPERATOR_POLICY.name, state.name, actual.operator_policy)
                 hits.setdefault(culprit_key, []).append(Hit(resource.kind, resource.name, settings))
     return [Drift(by_name[key], tuple(found)) for key, found in sorted(hits.items())]
 

@@ -23,12 +23,20 @@ class Problem:
     def __str__(self) -> str:
         where = f" (at {one_line(self.path)})" if self.path else ""
         label = "warning: " if self.severity == "warning" else ""
-        return f"{one_line(self.file)}:{self.line}:{self.column}: {label}{one_line(self.message)}{where}"
+        return f"{_safe_start(one_line(self.file))}:{self.line}:{self.column}: {label}{one_line(self.message)}{where}"
 
 
-def one_line(text: str) -> str:
-    """Escape newlines and other control characters, so every problem stays one line."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+def _safe_start(file: str) -> str:
+    """A file name that starts a line, never as a workflow command: GitHub reads any line that starts with '::'
+    (after white space) as one, so a file named '::stop-commands::x.yaml' would silence every later annotation."""
+    return f"./{file}" if file.lstrip().startswith("::") else file
+
+
+def one_line(text: str, keep: str = "") -> str:
+    """Escape line breaks, control, bidi and other unprintable characters (except those in ``keep``): one line."""
+    if text.isprintable():  # the common case, at C speed
+        return text
+    return "".join(ch if ch.isprintable() or ch in keep else repr(ch)[1:-1] for ch in text)
 
 
 class TopologyInvalid(ProvisionerError):
@@ -53,3 +61,7 @@ class PlanProblem(ProvisionerError):
 
 class LockTimeout(ProvisionerError):
     """Another apply holds the vhost lock for longer than --lock-timeout."""
+
+
+class MissingExtra(ProvisionerError, ImportError):
+    """A feature's optional dependencies are not installed (``pip install 'provisioner[celery]'``)."""

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from provisioner.kinds import added_kinds
 from provisioner.kinds.binding import BINDING
 from provisioner.kinds.exchange import EXCHANGE
-from provisioner.kinds.policy import read_policy
+from provisioner.kinds.policy import POLICY, read_policy
 from provisioner.kinds.queue import QUEUE
 from provisioner.topology.model import (
     LOCK_QUEUE,
+    MIGRATE_POLICY_PREFIX,
     PROBE_SUFFIX,
     Binding,
     OperatorPolicy,
@@ -42,12 +42,20 @@ CELERY_OWNED_EXCHANGES = (
     *CELERY_DELAYED_LEVELS,
     CELERY_DELAYED_DELIVERY,
 )
-CELERY_OWNED_QUEUES = ("*.celery.pidbox", "*.reply.celery.pidbox", "celeryev.*", "*.dq2", *CELERY_DELAYED_LEVELS)
+BROADCAST_QUEUE = "bcast.????????-????-????-????-????????????"  # kombu's Broadcast: one per worker, "bcast." + uuid4
+CELERY_OWNED_QUEUES = (
+    "*.celery.pidbox",
+    "*.reply.celery.pidbox",
+    "celeryev.*",
+    "*.dq2",
+    BROADCAST_QUEUE,
+    *CELERY_DELAYED_LEVELS,
+)
 
 
 _CELERY_OWNED = {
     kind: re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
-    for kind, patterns in (("exchange", CELERY_OWNED_EXCHANGES), ("queue", CELERY_OWNED_QUEUES))
+    for kind, patterns in ((EXCHANGE.name, CELERY_OWNED_EXCHANGES), (QUEUE.name, CELERY_OWNED_QUEUES))
 }
 
 
@@ -67,15 +75,17 @@ with its source or destination.
 
 def include_object(kind: str, name: str, wanted: bool) -> bool:
     """The default filter: everything but what the broker, Celery and provisioner make by themselves."""
-    if kind == "exchange":
-        return not (name == "" or name.startswith("amq.") or celery_owned("exchange", name))
-    if kind == "queue":
+    if kind == EXCHANGE.name:
+        return not (name == "" or name.startswith("amq.") or celery_owned(EXCHANGE.name, name))
+    if kind == QUEUE.name:
         return not (
             name.startswith("amq.gen-")  # server-named queues of running clients
-            or celery_owned("queue", name)
+            or celery_owned(QUEUE.name, name)
             or name == LOCK_QUEUE  # the apply lock (broker/lock.py)
             or name.endswith(PROBE_SUFFIX)  # deleted at once; expires by itself if its apply was killed
         )
+    if kind == POLICY.name:
+        return not name.startswith(MIGRATE_POLICY_PREFIX)  # guards a migration's temporary queue while it lives
     return True
 
 
@@ -100,7 +110,9 @@ def celery_delayed_binding(binding: Binding, desired: Topology) -> bool:
     direct (Celery skips those) nor headers (never bound so; such a binding
     would capture every message of the exchange).
     """
-    if binding.destination_type != "queue" or binding.arguments or desired.has_binding(binding):
+    if binding.destination_type != "queue" or binding.arguments or not binding.routing_key.startswith("#"):
+        return False  # Celery's is to a queue, without arguments, by a key delayed_delivery_key() starts with '#'
+    if desired.has_binding(binding):
         return False  # a binding of the topology itself (key starting with #) stays managed
     return any(
         wanted.source == binding.source
@@ -128,6 +140,7 @@ class LiveVhost:
     stats: dict[str, QueueStats] = field(default_factory=dict)
     ignored: int = 0  # objects of Celery's or the broker's own, left out
     version: str = ""  # the broker's RabbitMQ version, as its definitions say ("" when unknown)
+    read: str = ""  # how it was read: "kinds" (per-kind lists) or "definitions" (broker/reads.py)
 
 
 def live_from_definitions(
@@ -151,7 +164,7 @@ def live_from_definitions(
     wanted = _wanted_names(vhost, desired)
     exchanges = []
     for item in definitions.get("exchanges", []):
-        if not include("exchange", item["name"], ("exchange", item["name"]) in wanted):
+        if not include(EXCHANGE.name, item["name"], (EXCHANGE.name, item["name"]) in wanted):
             ignored += 1
             continue
         exchanges.append(EXCHANGE.from_definitions(vhost, item))
@@ -159,7 +172,8 @@ def live_from_definitions(
     skipped_queues: set[str] = set()
     for item in definitions.get("queues", []):
         name, detail = item["name"], details.get(item["name"], {})
-        if bool(detail.get("exclusive")) or not include("queue", name, ("queue", name) in wanted):
+        protected = item.get("internal_owner")  # the broker's own (4.1+): export marks it (protected.py)
+        if bool(detail.get("exclusive")) or protected or not include(QUEUE.name, name, (QUEUE.name, name) in wanted):
             ignored += 1
             skipped_queues.add(name)
             continue
@@ -192,12 +206,6 @@ def live_from_definitions(
         for item in items
         if include(model.kind, item["name"], (model.kind, item["name"]) in wanted)
     ]
-    others = [
-        kind.from_definitions(vhost, item)
-        for kind in added_kinds()
-        for item in definitions.get(kind.definitions, [])
-        if kind.accepts(item) and include(kind.name, item["name"], (kind.name, item["name"]) in wanted)
-    ]
     stats = {
         name: QueueStats(int(detail.get("messages") or 0), int(detail.get("consumers") or 0))
         for name, detail in details.items()
@@ -208,7 +216,6 @@ def live_from_definitions(
         queues=tuple(queues),
         bindings=tuple(bindings),
         policies=tuple(policies),
-        others=tuple(sorted(others, key=lambda resource: resource.key)),
     )
     return LiveVhost(vhost, True, topology, stats, ignored, str(definitions.get("rabbit_version") or ""))
 
@@ -218,5 +225,5 @@ def _wanted_names(vhost: str, desired: Topology | None) -> set[tuple[str, str]]:
     if desired is None:
         return set()
     mine = desired.in_vhost(vhost)
-    names = {("exchange", x.name) for x in mine.exchanges} | {("queue", q.name) for q in mine.queues}
-    return names | {(p.kind, p.name) for p in mine.policies} | {(o.kind, o.name) for o in mine.others}
+    names = {(EXCHANGE.name, x.name) for x in mine.exchanges} | {(QUEUE.name, q.name) for q in mine.queues}
+    return names | {(p.kind, p.name) for p in mine.policies}

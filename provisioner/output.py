@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from provisioner.plan import SYMBOLS, Action, Change, Drift, Plan, Unmanaged
+from provisioner.errors import one_line
+from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
+from provisioner.plan import SYMBOLS, Action, Change, Drift, Plan, Unmanaged, value_text
 
 COLOURS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red"}
 Line = tuple[str, str | None]
@@ -24,6 +26,7 @@ def plan_lines(plan: Plan) -> list[Line]:
         lines.append((f"vhost {vhost!r}:" if vhost else "cluster-wide:", None))
         for change in sorted(changes, key=lambda c: ordered[c.key]):
             lines.append((_change_line(change), COLOURS[change.action]))
+            lines.extend(limit_lines(plan, change))
     if plan.unmanaged:
         lines.append(("", None))
         lines.append(("Not in the topology (left alone; --prune deletes them):", None))
@@ -39,7 +42,7 @@ def plan_lines(plan: Plan) -> list[Line]:
         lines.extend((f"      {problem}", "red") for problem in plan.problems)
     lines.append(("", None))
     lines.append((summary_line(plan), None))
-    return lines
+    return [(one_line(text), colour) for text, colour in lines]  # a name cannot break its line (forge a summary)
 
 
 def drift_lines(plan: Plan) -> list[Line]:
@@ -55,7 +58,7 @@ def drift_lines(plan: Plan) -> list[Line]:
 
 def _drift_head(item: Drift) -> str:
     policy = item.policy
-    label = "operator policy" if policy.kind == "operator_policy" else "policy"
+    label = "operator policy" if policy.kind == OPERATOR_POLICY.name else "policy"
     return (
         f"      {label} {policy.name} in {policy.vhost!r} "  # type: ignore[union-attr]
         f"(pattern {policy.pattern!r}, apply-to {policy.apply_to}, priority {policy.priority}):"  # type: ignore[union-attr]
@@ -80,8 +83,31 @@ def _change_line(change: Change) -> str:
     if change.reason:
         text += f"  ({change.reason})"
     if change.messages is not None:
-        text += f"  [{change.messages} messages, {change.consumers} consumers]"
+        text += f"  [{_count_text(change.messages, change.unacked, change.consumers)}]"
     return text + parked_text(change)
+
+
+def _count_text(messages: int, unacked: int | None, consumers: int | None) -> str:
+    """``5 messages (2 ready, 3 unacked), 1 consumers``; without the split when it was not read."""
+    if unacked is None:
+        return f"{messages} messages, {consumers} consumers"
+    return f"{messages} messages ({messages - unacked} ready, {unacked} unacked), {consumers} consumers"
+
+
+def limit_lines(plan: Plan, change: Change) -> list[Line]:
+    """Under a change: each queue holding messages whose limits it changes, and what that would lose."""
+    lines: list[Line] = []
+    for limit in (item for item in plan.limits if item.by == change.key):
+        held = plan.held_by(limit.vhost, limit.queue)
+        if held is None or not held.messages:
+            continue
+        loss = plan.losses_by.get(limit)
+        text = (
+            f"        queue {limit.queue}: {limit.key} {value_text(limit.before)} -> {value_text(limit.after)} "
+            f"({limit.source}); holds {held.text()}"
+        )
+        lines.append((text + (f"; {loss.what} (--force)" if loss else ""), "red" if loss else None))
+    return lines
 
 
 def parked_text(change: Change) -> str:
@@ -98,7 +124,7 @@ def _unmanaged_line(item: Unmanaged) -> str:
         f" in {item.resource.vhost!r}" if item.resource.vhost else ""
     )
     if item.messages is not None:
-        text += f"  [{item.messages} messages, {item.consumers} consumers]"
+        text += f"  [{_count_text(item.messages, item.unacked, item.consumers)}]"
     if item.note:
         text += f"  ({item.note})"
     return text

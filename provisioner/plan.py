@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,88 @@ class Parked:
 
 
 @dataclass(frozen=True)
+class Held:
+    """What one queue a change touches holds: ready and unacknowledged messages, read when the plan was made.
+
+    Classic queues' counts come from their own totals (live); ``ready`` and
+    ``consumers`` of the others from a passive declare, their ``unacked`` as of
+    a tick (every holder of a quorum queue is one of its consumers). ``sure`` is False
+    when the count is only a lower bound: a stream whose first message arrived
+    before its count settled.
+    """
+
+    vhost: str
+    queue: str
+    type: str
+    ready: int
+    unacked: int
+    consumers: int | None  # None: not read (a classic queue only a limit change reaches)
+    bytes: int | None = None  # message bytes where the broker keeps statistics (as of their last sample)
+    sure: bool = True
+
+    @property
+    def messages(self) -> int:
+        return self.ready + self.unacked
+
+    def text(self) -> str:
+        """``500 messages (400 ready, 100 unacked), 1 consumer`` as plans print it."""
+        count = f"{self.messages} messages ({self.ready} ready, {self.unacked} unacked)"
+        if not self.sure:
+            count = f"at least {self.messages} messages (a stream's count settles late)"
+        size = f", {self.bytes} bytes" if self.bytes is not None and self.messages else ""
+        consumers = f", {self.consumers} consumers" if self.consumers is not None else ""
+        return f"{count}{size}{consumers}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"messages": self.messages}
+
+
+@dataclass(frozen=True)
+class LimitChange:
+    """A setting that can drop or expire a queue's messages, changed by one change of the plan.
+
+    ``key`` is the policy key (``max-length``); ``source`` says who sets the
+    value after apply (``argument x-max-length``, ``policy NAME``, ``operator policy NAME``);
+    ``by`` is the key of the change that changes it.
+    """
+
+    vhost: str
+    queue: str
+    key: str
+    before: Any
+    after: Any
+    source: str
+    by: Key
+    overflow: str = "drop-head"  # the queue's overflow mode after apply
+    settings: tuple[tuple[str, Any], ...] = ()  # every family's value on the queue after apply
+
+    def to_json(self) -> dict[str, Any]:
+        document = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        document["by"] = {"kind": self.by[0], "vhost": self.by[1], "name": self.by[2]}
+        document["settings"] = dict(self.settings)
+        return document
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A limit change that drops or expires messages a queue holds: refused without --force."""
+
+    limit: LimitChange
+    held: Held
+    what: str  # "drops 490 of them", "expires those older than 1000 ms", ...
+
+    def text(self) -> str:
+        limit = self.limit
+        return (
+            f"queue {limit.queue!r} in {limit.vhost!r} holds {self.held.text()}; {limit.source} sets {limit.key} "
+            f"{value_text(limit.before)} -> {value_text(limit.after)}, which {self.what}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"limit": self.limit.to_json(), "held": self.held.to_json(), "what": self.what, "text": self.text()}
+
+
+@dataclass(frozen=True)
 class FieldChange:
     """One broker-visible field that differs: what rules read, instead of parsing a reason."""
 
@@ -67,8 +150,9 @@ class Change:
     before: Resource | None
     after: Resource | None
     reason: str = ""
-    messages: int | None = None  # for queues being replaced or deleted
+    messages: int | None = None  # for queues being replaced or deleted: ready and unacknowledged
     consumers: int | None = None
+    unacked: int | None = None  # of ``messages``, how many are delivered and not yet acknowledged
     parked: Parked | None = None  # a queue replace that finishes an interrupted migration (apply --migrate)
     fields: tuple[FieldChange, ...] = ()  # field-level differences of an update or replace
 
@@ -108,6 +192,8 @@ class Change:
         if self.messages is not None:
             document["messages"] = self.messages
             document["consumers"] = self.consumers
+            if self.unacked is not None:
+                document["unacked"] = self.unacked
         if self.parked is not None:
             document["parked"] = self.parked.to_json()
         return document
@@ -119,8 +205,9 @@ class Unmanaged:
 
     resource: Resource
     note: str = ""
-    messages: int | None = None
+    messages: int | None = None  # ready and unacknowledged
     consumers: int | None = None
+    unacked: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -133,6 +220,8 @@ class Unmanaged:
         if self.messages is not None:
             document["messages"] = self.messages
             document["consumers"] = self.consumers
+            if self.unacked is not None:
+                document["unacked"] = self.unacked
         return document
 
 
@@ -222,6 +311,22 @@ class Plan:
     problems: tuple[str, ...] = ()
     settings: tuple[QueueSettings, ...] = ()
     cluster: tuple[ClusterNote, ...] = ()  # broker/cluster.py: queues held back by a node, members missing
+    limits: tuple[LimitChange, ...] = ()  # limits.py: settings that can drop or expire messages, changed
+    held: tuple[Held, ...] = ()  # what each queue a change touches holds (planning.with_held)
+    losses: tuple[Loss, ...] = ()  # limits.losses(): what apply refuses without --force
+
+    def held_by(self, vhost: str, queue: str) -> Held | None:
+        """What one queue holds, when a change touches it and the plan was made with counts."""
+        return self._held_index.get((vhost, queue))
+
+    @functools.cached_property
+    def _held_index(self) -> dict[tuple[str, str], Held]:
+        return {(item.vhost, item.queue): item for item in self.held}
+
+    @functools.cached_property
+    def losses_by(self) -> dict[LimitChange, Loss]:
+        """Each loss by the limit change that causes it."""
+        return {loss.limit: loss for loss in self.losses}
 
     @property
     def is_empty(self) -> bool:
@@ -253,7 +358,12 @@ class Plan:
             "queues": [item.to_json() for item in self.settings],
             "cluster": [note.to_json() for note in self.cluster],
             "summary": self.summary(),
-        }
+        } | self._counts_json()
+
+    def _counts_json(self) -> dict[str, Any]:
+        """What queues the changes touch hold, and what would be lost: present only when there is any."""
+        found: dict[str, tuple[Any, ...]] = {"limits": self.limits, "held": self.held, "losses": self.losses}
+        return {key: [item.to_json() for item in items] for key, items in found.items() if items}
 
 
 def _fields(resource: Resource | None) -> dict[str, Any] | None:

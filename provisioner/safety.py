@@ -1,18 +1,23 @@
 """Safety: what apply refuses before it touches anything, read from the plan's structured changes.
 
-Replacements need --migrate, deleting queues that hold messages needs --force,
-and the credentials must be able to make every write the plan holds.
+Replacements need --migrate; deleting a queue that holds messages (ready or
+unacknowledged) and any limit change that would drop or expire messages a queue
+holds (limits.py) need --force; the credentials must be able to make every
+write the plan holds (``WRITE_TAGS``; doors.py checks them before the first write).
 """
 
 from __future__ import annotations
 
-from provisioner.broker.amqp import check_login
-from provisioner.broker.endpoints import Endpoints
-from provisioner.broker.management import Management, tag_list
-from provisioner.errors import BrokerError, PlanProblem, UnsafeChange
+from provisioner.errors import PlanProblem, UnsafeChange
 from provisioner.kinds import KINDS
+from provisioner.kinds.accounts import PERMISSION, TOPIC_PERMISSION, USER, VHOST_LIMIT
+from provisioner.kinds.binding import BINDING
+from provisioner.kinds.exchange import EXCHANGE
+from provisioner.kinds.policy import POLICY
+from provisioner.kinds.queue import QUEUE
+from provisioner.kinds.vhost import VHOST
 from provisioner.options import ApplyOptions
-from provisioner.plan import Action, Change, Plan
+from provisioner.plan import Action, Change, Held, Plan
 from provisioner.topology.accounts import VhostLimit
 from provisioner.topology.arguments import QUEUE_ARGUMENTS
 
@@ -22,7 +27,7 @@ POLICY_KEYS = {argument.name: argument.policy_key for argument in QUEUE_ARGUMENT
 
 def policy_hint(change: Change) -> str:
     """For a queue replaced only for arguments a policy can hold: the ``policy:`` that avoids the next one."""
-    if change.kind != "queue" or not change.fields:
+    if change.kind != QUEUE.name or not change.fields:
         return ""
     if any(field.within != "arguments" or field.field not in POLICY_KEYS for field in change.fields):
         return ""  # a property changed too, or an argument no policy can carry: a policy would not avoid it
@@ -52,6 +57,21 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
     """Raise UnsafeChange naming every change the options do not allow, before anything is touched."""
     if plan.problems:
         raise PlanProblem("; ".join(plan.problems) + "; nothing was changed")
+    reasons = _replace_reasons(plan, options) + _connection_limits_too_low(plan)
+    losing = [] if options.force else _losing_reasons(plan, options)
+    if reasons or losing:
+        hint = "--migrate replaces without losing messages" if plan.of(Action.REPLACE) and not options.migrate else ""
+        if losing:
+            hint += ("; " if hint else "") + "--force lets apply delete, drop or expire messages"
+        raise UnsafeChange(
+            "refusing to apply, nothing was changed:\n  "
+            + "\n  ".join(reasons + losing)
+            + (f"\n({hint})" if hint else "")
+        )
+
+
+def _replace_reasons(plan: Plan, options: ApplyOptions) -> list[str]:
+    """Replacements without --migrate, and unfinished migrations it would leave alone."""
     reasons = []
     for change in plan.of(Action.REPLACE):
         if not options.migrate and change.parked is not None:
@@ -62,22 +82,34 @@ def refuse_unsafe(plan: Plan, options: ApplyOptions) -> None:
             hint = policy_hint(change)
             if hint:
                 reasons.append(f"  {hint}")
-    reasons += _connection_limits_too_low(plan)
-    for change in plan.of(Action.DELETE, "queue"):
-        if not options.force and (change.messages or change.consumers):
+    return reasons
+
+
+def _losing_reasons(plan: Plan, options: ApplyOptions) -> list[str]:
+    """What would lose messages: deleting a queue that holds any, migrating unacknowledged ones, tighter limits."""
+    reasons = []
+    for change in plan.of(Action.DELETE, QUEUE.name):
+        held = plan.held_by(change.vhost, change.name)
+        if change.messages or change.consumers or (held is not None and not held.sure):
+            reasons.append(f"delete queue {change.name!r} in {change.vhost!r}: it holds {_held_text(change, held)}")
+    for change in plan.of(Action.REPLACE, QUEUE.name) if options.migrate else ():
+        held = plan.held_by(change.vhost, change.name)
+        if held is not None and held.unacked:
             reasons.append(
-                f"delete queue {change.name!r} in {change.vhost!r}: it holds {change.messages} messages "
-                f"and has {change.consumers} consumers"
+                f"replace queue {change.name!r} in {change.vhost!r}: it holds {held.text()}; a migration moves "
+                "ready messages only, and an unacknowledged one returned later would go down with the old queue"
             )
-    if reasons:
-        hint = "--migrate replaces without losing messages" if plan.of(Action.REPLACE) else ""
-        hint += ("; " if hint else "") + "--force deletes queues that hold messages" if plan.of(Action.DELETE) else ""
-        raise UnsafeChange(
-            "refusing to apply, nothing was changed:\n  " + "\n  ".join(reasons) + (f"\n({hint})" if hint else "")
-        )
+    return reasons + [loss.text() for loss in plan.losses]
 
 
-AMQP_KINDS = ("exchange", "queue", "binding")
+def _held_text(change: Change, held: Held | None) -> str:
+    """``5 messages (2 ready, 3 unacked), 0 consumers``: what a queue to delete holds."""
+    if held is not None:
+        return held.text()
+    return f"{change.messages} messages, {change.consumers} consumers"
+
+
+AMQP_KINDS = (EXCHANGE.name, QUEUE.name, BINDING.name)
 
 
 def _connection_limits_too_low(plan: Plan) -> list[str]:
@@ -103,29 +135,7 @@ def _connection_limits_too_low(plan: Plan) -> list[str]:
 
 # What the management API needs for the writes a plan holds (reading needs 'management').
 WRITE_TAGS = (
-    {"vhost": ("administrator",), "policy": ("policymaker", "administrator")}
-    | {kind: ("administrator",) for kind in ("user", "permission", "topic_permission", "vhost_limit")}
+    {VHOST.name: ("administrator",), POLICY.name: ("policymaker", "administrator")}
+    | {kind.name: ("administrator",) for kind in (USER, PERMISSION, TOPIC_PERMISSION, VHOST_LIMIT)}
     | {kind.name: kind.write_tags for kind in KINDS.values() if kind.write_tags}
 )
-
-
-def check_doors(plan: Plan, endpoints: Endpoints, management: Management) -> None:
-    """Before the first write: AMQP takes the credentials and the management user has the tags the writes need.
-
-    The plan's read already proved the management credentials; this costs one
-    AMQP login per vhost and one GET /api/whoami, and writes nothing.
-    """
-    created = {change.name for change in plan.of(Action.CREATE, "vhost")}
-    try:
-        for vhost in sorted({change.vhost for change in plan.changes if change.vhost} | created):  # "": users
-            check_login(endpoints.amqp_parameters(vhost), management.backoff, vhost_exists=vhost not in created)
-        tags = set(tag_list(management.whoami()))
-        for kind, allowed in WRITE_TAGS.items():
-            if any(change.kind == kind for change in plan.changes) and not tags & set(allowed):
-                user = endpoints.management_auth[0]
-                raise BrokerError(
-                    f"user {user!r} of the management API (tags: {', '.join(sorted(tags)) or 'none'}) may not "
-                    f"write the plan's {kind} changes: it needs the {' or '.join(repr(tag) for tag in allowed)} tag"
-                )
-    except BrokerError as error:
-        raise BrokerError(f"{error}; nothing was changed") from error

@@ -42,5 +42,5 @@ EOF
 
 set -x
 .venv/bin/provision plan "$copy"
-.venv/bin/provision apply "$copy"
+.venv/bin/provision apply --yes "$copy"   # --yes: the quick start applies without asking on a terminal
 .venv/bin/provision plan --detailed-exitcode "$copy"

@@ -1,33 +1,56 @@
 #!/usr/bin/env bash
-# RabbitMQ 4.0 beside the machine's 3.10: a Debian 13 root filesystem with Debian's rabbitmq-server
-# (4.0.5, Erlang 27), built once into a cache folder outside the repository; nodes run in it with chroot.
+# RabbitMQ 4.x beside the machine's 3.10: a Debian root filesystem with Debian's rabbitmq-server, built once
+# into a cache folder outside the repository; nodes run in it with chroot.
+#   4.0   Debian 13 (trixie): RabbitMQ 4.0.5, Erlang 27
+#   4.3   Debian unstable (sid): RabbitMQ 4.3.6, Erlang 29
 #
-#   bash scripts/rabbitmq4.sh build            # idempotent: builds the root when it is missing (about 1 min)
-#   bash scripts/rabbitmq4.sh start NAME [--deny-deprecated]   # prints the node's ports as shell variables
-#   bash scripts/rabbitmq4.sh stop NAME        # stops the node and removes its data
+#   bash scripts/rabbitmq4.sh build [VERSION]   # idempotent: builds the root when it is missing (about 1-2 min)
+#   bash scripts/rabbitmq4.sh start NAME [--version VERSION] [--deny-deprecated]   # prints the node's ports
+#   bash scripts/rabbitmq4.sh stop NAME         # stops the node and removes its data
 #
-# The root lives in $PROVISION_RABBITMQ4_ROOT (default /var/cache/provisioner/rabbitmq-4.0-root).
+# VERSION is 4.0 (the default) or 4.3. The roots live in $PROVISION_RABBITMQ4_ROOT (default
+# /var/cache/provisioner/rabbitmq-4.0-root) and $PROVISION_RABBITMQ43_ROOT (.../rabbitmq-4.3-root).
+# Both come from the machine's own Debian mirror, which serves a frozen snapshot: its Release files are past
+# their Valid-Until date, so apt is told not to check it.
 # start/stop are tests/nodes.py's throwaway nodes, so tests and this script share one way to run a node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROOT=${PROVISION_RABBITMQ4_ROOT:-/var/cache/provisioner/rabbitmq-4.0-root}
-export PROVISION_RABBITMQ4_ROOT=$ROOT
+export PROVISION_RABBITMQ4_ROOT=${PROVISION_RABBITMQ4_ROOT:-/var/cache/provisioner/rabbitmq-4.0-root}
+export PROVISION_RABBITMQ43_ROOT=${PROVISION_RABBITMQ43_ROOT:-/var/cache/provisioner/rabbitmq-4.3-root}
 
 say() { echo "rabbitmq4: $*" >&2; }
 
-build() {
-  if [ -x "$ROOT/usr/sbin/rabbitmq-server" ]; then
-    say "RabbitMQ 4.0 root is ready at $ROOT"
+root_of() {  # root_of VERSION: the cache folder of that version's root
+  case "$1" in
+    4.0) echo "$PROVISION_RABBITMQ4_ROOT" ;;
+    4.3) echo "$PROVISION_RABBITMQ43_ROOT" ;;
+    *) say "unknown RabbitMQ version '$1' (4.0 or 4.3)"; exit 1 ;;
+  esac
+}
+
+suite_of() {  # suite_of VERSION: the Debian suite that ships it
+  case "$1" in
+    4.0) echo trixie ;;
+    4.3) echo sid ;;
+  esac
+}
+
+build() {  # build VERSION
+  local version=$1 root suite
+  root=$(root_of "$version")
+  suite=$(suite_of "$version")
+  if [ -x "$root/usr/sbin/rabbitmq-server" ]; then
+    say "RabbitMQ $version root is ready at $root"
     return 0
   fi
-  [ "$(id -u)" -eq 0 ] || { say "building the RabbitMQ 4.0 root needs root: sudo bash $0 build"; exit 1; }
-  mkdir -p "$(dirname "$ROOT")"
+  [ "$(id -u)" -eq 0 ] || { say "building the RabbitMQ $version root needs root: sudo bash $0 build $version"; exit 1; }
+  mkdir -p "$(dirname "$root")"
   # One build at a time: whoever waits here finds the root ready afterwards.
-  exec 9>"$ROOT.lock"
+  exec 9>"$root.lock"
   flock 9
-  if [ -x "$ROOT/usr/sbin/rabbitmq-server" ]; then
-    say "RabbitMQ 4.0 root is ready at $ROOT"
+  if [ -x "$root/usr/sbin/rabbitmq-server" ]; then
+    say "RabbitMQ $version root is ready at $root"
     return 0
   fi
   if ! command -v mmdebstrap >/dev/null 2>&1; then
@@ -35,14 +58,15 @@ build() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
   fi
-  local partial="$ROOT.partial"
+  local partial="$root.partial"
   rm -rf "$partial"
-  say "building a Debian 13 root with rabbitmq-server into $ROOT (about a minute)"
-  mmdebstrap --quiet --variant=apt --include=rabbitmq-server trixie "$partial"
+  say "building a Debian $suite root with rabbitmq-server into $root (a minute or two)"
+  mmdebstrap --quiet --variant=apt --include=rabbitmq-server \
+    --aptopt='Acquire::Check-Valid-Until "false"' "$suite" "$partial"
   # Node names are NAME@localhost: the chroot resolves localhost like the machine does.
   [ -s "$partial/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >"$partial/etc/hosts"
-  mv "$partial" "$ROOT"
-  say "RabbitMQ $(chroot "$ROOT" dpkg-query -W -f '${Version}' rabbitmq-server) ready at $ROOT"
+  mv "$partial" "$root"
+  say "RabbitMQ $(chroot "$root" dpkg-query -W -f '${Version}' rabbitmq-server) ready at $root"
 }
 
 python() {
@@ -50,18 +74,28 @@ python() {
 }
 
 case "${1:-}" in
-  build) build ;;
+  build) build "${2:-4.0}" ;;
   start)
-    [ -n "${2:-}" ] || { say "usage: $0 start NAME [--deny-deprecated]"; exit 1; }
-    build
-    python tests/nodes.py start --installation 4.0 "${@:2}"
+    [ -n "${2:-}" ] || { say "usage: $0 start NAME [--version 4.0|4.3] [--deny-deprecated]"; exit 1; }
+    name=$2
+    version=4.0
+    rest=()
+    shift 2
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --version) version=${2:?--version needs 4.0 or 4.3}; shift 2 ;;
+        *) rest+=("$1"); shift ;;
+      esac
+    done
+    build "$version"
+    python tests/nodes.py start "$name" --installation "$version" "${rest[@]}"
     ;;
   stop)
     [ -n "${2:-}" ] || { say "usage: $0 stop NAME"; exit 1; }
     python tests/nodes.py stop "$2"
     ;;
   *)
-    say "usage: $0 build | start NAME [--deny-deprecated] | stop NAME"
+    say "usage: $0 build [4.0|4.3] | start NAME [--version 4.0|4.3] [--deny-deprecated] | stop NAME"
     exit 1
     ;;
 esac

@@ -9,6 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 fi
+bash scripts/ensure-graph-tools.sh   # Graphviz and chromium, for the graph tests
 closed_port() {  # a port the kernel just handed out and took back: nothing listens on it
   .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

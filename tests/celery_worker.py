@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pika
@@ -19,16 +20,37 @@ APP_DIR = Path(__file__).parent / "celery_app"
 class Worker:
     """A `celery worker` subprocess (solo pool unless told) on the rendered config."""
 
-    def __init__(self, folder: Path, vhost: str, consume: tuple[str, ...] | None = None, pool: str = "solo") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        vhost: str,
+        consume: tuple[str, ...] | None = None,
+        pool: str = "solo",
+        app: str = "e2e_app",
+        concurrency: int = 2,
+    ) -> None:
         self.observed = folder / "observed.jsonl"
-        self.log = folder / "worker.log"
+        self.log = folder / f"worker-{uuid.uuid4().hex[:8]}.log"  # one per worker started here
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(folder), str(APP_DIR)]),
             "CELERY_BROKER_URL": amqp_url(vhost),
             "E2E_OBSERVED": str(self.observed),
         }
-        command = [sys.executable, "-m", "celery", "-A", "e2e_app", "worker", "-P", pool, "-l", "INFO"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "worker",
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-l",
+            "INFO",
+        ]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         if consume is not None:
             command += ["-Q", ",".join(consume)]  # the other task_queues are still Celery's (bound, routed)
@@ -43,9 +65,10 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stop(self) -> None:
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the worker: SIGTERM is Celery's warm shutdown, SIGQUIT its cold one."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(how)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -76,10 +99,15 @@ def drain(vhost: str, queue: str) -> list[tuple[bytes, dict]]:
 
 
 def start_worker(
-    folder: Path, vhost: str, queues: tuple[str, ...] = ("celery", "example"), only: bool = False, pool: str = "solo"
+    folder: Path,
+    vhost: str,
+    queues: tuple[str, ...] = ("celery", "example"),
+    only: bool = False,
+    pool: str = "solo",
+    app: str = "e2e_app",
 ) -> Worker:
     """Start a worker and wait until it consumes every one of ``queues`` (with ``only``, no other) and is ready."""
-    worker = Worker(folder, vhost, consume=queues if only else None, pool=pool)
+    worker = Worker(folder, vhost, consume=queues if only else None, pool=pool, app=app)
     try:
         wait_for(lambda: all(counts(vhost, queue)[1] == 1 for queue in queues), timeout=60)
         wait_for(lambda: " ready." in worker.output(), timeout=60)  # every consumer bootstep has started

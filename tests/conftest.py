@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import rabbit
 import requests
-from rabbit import AMQP_PORT, AMQP_URL, AUTH, MANAGEMENT_URL, api, wait_for
+from rabbit import AMQP_PORT, AMQP_URL, AUTH, MANAGEMENT_URL, api, fresh_vhost, wait_for
 
 # The CLI, Celery workers and every subprocess reach the broker under test through the same
 # variables a user sets, so no test names a port of its own.
@@ -76,3 +76,11 @@ def vhost_name(broker: None) -> Iterator[str]:
     name = f"test-{uuid.uuid4().hex[:10]}"
     yield name
     api("DELETE", f"vhosts/{quote(name, safe='')}")
+
+
+@pytest.fixture
+def vhost(broker: None, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new vhost with guest permissions, named after the test module (``lock-...``); deleted afterwards."""
+    prefix = request.module.__name__.rpartition(".")[2].removeprefix("test_").replace("_", "-")
+    with fresh_vhost(prefix) as name:
+        yield name

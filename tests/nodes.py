@@ -5,12 +5,13 @@ made for that user. Each node has its own name, AMQP, distribution and
 management ports, and its own data, so it can be stopped and started again
 with its messages.
 
-A node comes from an installation: the machine's RabbitMQ (3.10) or a Debian 13
-root filesystem with RabbitMQ 4.0 (built by ``scripts/rabbitmq4.sh build``), run
-with chroot and an epmd of its own. ``PROVISION_TEST_RABBITMQ`` chooses the
-default and ``PROVISION_TEST_DENY_DEPRECATED=1`` denies every deprecated feature.
+A node comes from an installation: the machine's RabbitMQ (3.10), or a Debian
+root filesystem with RabbitMQ 4.0 (Debian 13) or 4.3 (Debian unstable), built by
+``scripts/rabbitmq4.sh build 4.0|4.3`` and run with chroot and an epmd of its own.
+``PROVISION_TEST_RABBITMQ`` chooses the default and ``PROVISION_TEST_DENY_DEPRECATED=1``
+denies every deprecated feature.
 
-Also a command for scripts: ``python tests/nodes.py start NAME [--installation 4.0]
+Also a command for scripts: ``python tests/nodes.py start NAME [--installation 4.0|4.3]
 [--deny-deprecated]`` prints the node's ports as shell variables; ``stop NAME``.
 """
 
@@ -35,6 +36,7 @@ import requests
 
 START_SECONDS = 90.0
 ROOT_4_0 = Path(os.environ.get("PROVISION_RABBITMQ4_ROOT", "/var/cache/provisioner/rabbitmq-4.0-root"))
+ROOT_4_3 = Path(os.environ.get("PROVISION_RABBITMQ43_ROOT", "/var/cache/provisioner/rabbitmq-4.3-root"))
 # Every feature RabbitMQ 4.0 deprecates, denied as later versions default to (rabbitmqctl list_deprecated_features).
 DEPRECATED_FEATURES = (
     "amqp_address_v1",
@@ -45,7 +47,18 @@ DEPRECATED_FEATURES = (
     "ram_node_type",
     "transient_nonexcl_queues",
 )
-DENY_DEPRECATED_CONFIG = "".join(f"deprecated_features.permit.{name} = false\n" for name in DEPRECATED_FEATURES)
+# What later versions deprecate as well (4.3: rabbitmqctl list_deprecated_features); 4.0 knows none of them.
+LATER_DEPRECATED_FEATURES = {"4.3": ("amqp_filter_set_bug",)}
+
+
+def deprecated_features(installation: str) -> tuple[str, ...]:
+    """Every deprecated feature an installation's RabbitMQ knows."""
+    return DEPRECATED_FEATURES + LATER_DEPRECATED_FEATURES.get(installation, ())
+
+
+def deny_deprecated_config(installation: str) -> str:
+    """rabbitmq.conf lines denying every deprecated feature of the installation."""
+    return "".join(f"deprecated_features.permit.{name} = false\n" for name in deprecated_features(installation))
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,8 @@ class Installation:
         """Where node folders go on this machine (inside the root, so the node sees them)."""
         base = Path(tempfile.gettempdir()) if self.root is None else self.root / "tmp"
         if self.root is not None and not (self.root / "usr/sbin/rabbitmq-server").exists():
-            raise RuntimeError(f"no RabbitMQ {self.name} at {self.root}: run `bash scripts/rabbitmq4.sh build`")
+            build = f"bash scripts/rabbitmq4.sh build {self.name}"
+            raise RuntimeError(f"no RabbitMQ {self.name} at {self.root}: run `{build}`")
         return base
 
     def inside(self, path: Path) -> str:
@@ -90,7 +104,11 @@ class Installation:
             subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], check=True)
 
 
-INSTALLATIONS = {"3.10": Installation("3.10"), "4.0": Installation("4.0", ROOT_4_0)}
+INSTALLATIONS = {
+    "3.10": Installation("3.10"),
+    "4.0": Installation("4.0", ROOT_4_0),
+    "4.3": Installation("4.3", ROOT_4_3),
+}
 
 
 def chosen_installation() -> Installation:
@@ -216,7 +234,9 @@ class ThrowawayNode:
             f"listeners.tcp.default = 127.0.0.1:{self.config.amqp_port}\n"
             f"management.tcp.port = {self.config.management_port}\n"
             "management.tcp.ip = 127.0.0.1\n"
-            "loopback_users = none\n" + extra + (DENY_DEPRECATED_CONFIG if self.deny_deprecated else "")
+            "loopback_users = none\n"
+            + extra
+            + (deny_deprecated_config(self.config.installation.name) if self.deny_deprecated else "")
         )
         (folder / "enabled_plugins").write_text("[rabbitmq_management].\n")
         (folder / "node.json").write_text(self.config.to_json())

@@ -60,6 +60,11 @@ def version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def version_text() -> str:
+    """The broker under test's version as "major.minor"."""
+    return ".".join(map(str, version()))
+
+
 def stored_arguments(arguments: dict[str, Any], queue_type: str = "classic") -> dict[str, Any]:
     """The arguments the broker under test stores for a queue declared with ``arguments`` (4.x adds a classic type)."""
     if queue_type == "classic" and version() >= (4, 0):
@@ -70,6 +75,96 @@ def stored_arguments(arguments: dict[str, Any], queue_type: str = "classic") -> 
 def default_delivery_limit() -> int | None:
     """How often a quorum queue without a delivery limit redelivers a message: 4.x stops at 20, 3.x never."""
     return 20 if version() >= (4, 0) else None
+
+
+def requeues_count_as_deliveries() -> bool:
+    """Whether a requeue (nack or reject with requeue) counts against a quorum queue's delivery limit.
+
+    Up to 4.2 it does. RabbitMQ 4.3 counts only failed deliveries (a consumer's
+    channel or connection gone with the message unacked); a requeue raises the
+    message's ``x-acquired-count`` instead, so a requeue loop is never bounded.
+    """
+    return version() < (4, 3)
+
+
+def refuses_transient_queues() -> bool:
+    """Whether the broker under test refuses a non-durable, non-exclusive queue (541 transient_nonexcl_queues).
+
+    4.x does when every deprecated feature is denied; 4.3.6 still permits it by default.
+    """
+    return DENY_DEPRECATED and version() >= (4, 0)
+
+
+def refuses_queue_master_locator() -> bool:
+    """Whether the broker refuses x-queue-master-locator and the queue-master-locator policy key.
+
+    Denied by default from RabbitMQ 4.3 (deprecation phase denied_by_default), and on 4.0 when denied.
+    """
+    return version() >= (4, 3) or (DENY_DEPRECATED and version() >= (4, 0))
+
+
+def refuses_queue_version_1() -> bool:
+    """Whether the broker refuses x-queue-version 1 (classic queue storage v1 is gone in RabbitMQ 4.3)."""
+    return version() >= (4, 3)
+
+
+# What RabbitMQ 3.10's operator policies take at all (rabbit_policies: the operator policy validators).
+OPERATOR_POLICY_KEYS_3X = frozenset(
+    {"expires", "message-ttl", "max-length", "max-length-bytes", "max-in-memory-length", "max-in-memory-bytes"}
+)
+
+
+def knows_policy_key(place: str, key: str) -> bool:
+    """Whether the broker under test knows a policy key where it is written ("policy" or "operator policy").
+
+    3.x refuses, as not recognised, what no 4.x change is about: consumer-timeout
+    came in 3.12, and its operator policies take only a few limits.
+    """
+    if version() >= (4, 0):
+        return True
+    if place == "operator policy":
+        return key in OPERATOR_POLICY_KEYS_3X
+    return not (key == "consumer-timeout" and version() < (3, 12))
+
+
+def checks_topic_permission_exchanges() -> bool:
+    """Whether a topic permission on an exchange that does not exist is refused (400 no_such_exchange): 4.3."""
+    return version() >= (4, 3)
+
+
+def drops_topic_permissions_with_their_exchange() -> bool:
+    """Whether deleting an exchange deletes the topic permissions on it: 4.3 (3.10.8 and 4.0.5 keep them)."""
+    return version() >= (4, 3)
+
+
+def definitions_leave_out_internal_exchanges() -> bool:
+    """Whether GET /api/definitions omits internal exchanges (4.3.6 does; 3.10.8 and 4.0.5 list them)."""
+    return version() >= (4, 3)
+
+
+def refuses_global_qos_on_quorum_queues() -> bool:
+    """Whether consuming a quorum queue on a channel with global QoS fails (540): up to 4.2; 4.3 downgrades it."""
+    return version() < (4, 3)
+
+
+def answers_definitions_etag() -> bool:
+    """Whether GET /api/definitions answers an ETag header (from RabbitMQ 4.3.5)."""
+    return version() >= (4, 3)
+
+
+def protects_users_and_vhosts() -> bool:
+    """Whether users tagged ``protected`` refuse changes over HTTP and vhosts can be protected from deletion."""
+    return version() >= (4, 3)
+
+
+def keeps_exclusive_queues_of_a_lost_node() -> bool:
+    """Whether a killed node's exclusive queues stay (RESOURCE_LOCKED) until it returns: Khepri, 4.3."""
+    return INSTALLATION == "4.3"
+
+
+def metadata_store() -> str:
+    """Where the broker keeps its metadata: Khepri only from RabbitMQ 4.3 (feature flag khepri_db), Mnesia before."""
+    return "khepri" if version() >= (4, 3) else "mnesia"
 
 
 def api(method: str, path: str, base: str = MANAGEMENT_URL, **kwargs: Any) -> requests.Response:
@@ -122,6 +217,20 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float 
         time.sleep(interval)
 
 
+def rabbitmqctl(*argv: str) -> str:
+    """``rabbitmqctl argv`` of the broker under test (the machine's, or the node scripts/test.sh started)."""
+    _reaching_the_broker()
+    folder = os.environ.get("PROVISION_TEST_NODE_FOLDER")
+    if folder is None:
+        command, environment = ["rabbitmqctl", *argv], dict(os.environ)
+    else:
+        from nodes import NodeConfig
+
+        config = NodeConfig.from_json((Path(folder) / "node.json").read_text())
+        command, environment = config.command("rabbitmqctl", "-n", config.name, *argv)
+    return subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
+
+
 def queue_policy(vhost: str, queue: str, field: str = "policy") -> Any:
     """What the broker itself says applies to a queue (``policy`` or ``effective_policy_definition``).
 
@@ -142,3 +251,51 @@ def queue_policy(vhost: str, queue: str, field: str = "policy") -> Any:
     if isinstance(value, list):  # a definition comes as [key, value] pairs
         return dict(value)
     return value or None  # rabbitmqctl says "" where the API says nothing
+
+
+def consume_all(channel: Any, queue: str) -> list[bytes]:
+    """Every message of a queue nobody else consumes, taken by a consumer (a get per message is slow)."""
+    total = channel.queue_declare(queue, passive=True).method.message_count
+    seen: list[bytes] = []
+    if total:
+        channel.basic_qos(prefetch_count=1000)
+        for _method, _properties, body in channel.consume(queue, auto_ack=True):
+            seen.append(body)
+            if len(seen) == total:
+                break
+        channel.cancel()
+    return seen
+
+
+def protects_plugin_queues() -> bool:
+    """Whether the broker has protected queues: a plugin's own, with an internal owner (from RabbitMQ 4.1)."""
+    return version() >= (4, 1)
+
+
+def declare_protected_queue(vhost: str, name: str) -> None:
+    """A queue with an internal owner (the default exchange), as a plugin declares its own: how RabbitMQ's
+    own test suite makes one (rabbit_amqqueue_SUITE); the names must be plain ASCII."""
+    resource = f'rabbit_misc:r(<<"{vhost}">>, queue, <<"{name}">>)'
+    rabbitmqctl(
+        "eval",
+        f'Q = amqqueue:new({resource}, none, true, false, none, [], <<"{vhost}">>, #{{}}, rabbit_classic_queue), '
+        f'IQ = amqqueue:make_internal(Q, rabbit_misc:r(<<"{vhost}">>, exchange, <<"amq.default">>)), '
+        "{new, _} = rabbit_queue_type:declare(IQ, node()), ok.",
+    )
+
+
+def exists(vhost: str, kind: str, name: str) -> bool:
+    """Whether an exchange or queue exists, by passive declare."""
+    connection = pika.BlockingConnection(parameters(vhost))
+    try:
+        channel = connection.channel()
+        if kind == "exchange":
+            channel.exchange_declare(name, passive=True)
+        else:
+            channel.queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()

@@ -7,16 +7,18 @@ Password hashes read here stay inside a hidden Credential.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
 from typing import Any
 from urllib.parse import quote
 
 from provisioner.broker.management import Management, ManagementError
 from provisioner.errors import BrokerError
+from provisioner.kinds.accounts import PERMISSION, TOPIC_PERMISSION, VHOST_LIMIT
 from provisioner.topology.accounts import (
     SHA256,
     Accounts,
     Credential,
+    LiveAccounts,
     Permission,
     TopicPermission,
     User,
@@ -25,23 +27,12 @@ from provisioner.topology.accounts import (
 )
 
 
-@dataclass(frozen=True)
-class LiveAccounts:
-    """The broker's users (None: not read) and, per managed vhost, its settings, limits and permissions."""
-
-    users: tuple[User, ...] | None = None
-    settings: dict[str, VhostSettings] = field(default_factory=dict)  # only vhosts that exist
-    limits: tuple[VhostLimit, ...] = ()
-    permissions: tuple[Permission, ...] = ()
-    topic_permissions: tuple[TopicPermission, ...] = ()
-
-
 def _q(name: str) -> str:
     return quote(name, safe="")
 
 
 def _get(management: Management, path: str) -> Any:
-    return management._request("GET", path, missing_ok=True)
+    return management.get(path)
 
 
 def read_accounts(management: Management, desired: Accounts, vhosts: list[str]) -> LiveAccounts:
@@ -61,15 +52,15 @@ def read_accounts(management: Management, desired: Accounts, vhosts: list[str]) 
         if found is None:
             continue
         settings[vhost] = VhostSettings(vhost, found.get("description") or "", _queue_type(found))
-        if desired.owns(vhost, "vhost_limit"):
+        if desired.owns(vhost, VHOST_LIMIT.name):
             for row in _get(management, f"vhost-limits/{_q(vhost)}") or []:
                 vhost_limits += [VhostLimit(vhost, k, int(v)) for k, v in sorted((row.get("value") or {}).items())]
-        if desired.owns(vhost, "permission"):
+        if desired.owns(vhost, PERMISSION.name):
             permissions += [
                 Permission(vhost, r["user"], r["configure"], r["write"], r["read"])
                 for r in _get(management, f"vhosts/{_q(vhost)}/permissions") or []
             ]
-        if desired.owns(vhost, "topic_permission"):
+        if desired.owns(vhost, TOPIC_PERMISSION.name):
             topics += [
                 TopicPermission(vhost, r["user"], r["exchange"], r["write"], r["read"])
                 for r in _get(management, f"vhosts/{_q(vhost)}/topic-permissions") or []
@@ -106,39 +97,62 @@ def put_user(management: Management, user: User, live: User | None) -> None:
         body["password_hash"] = credential.password_hash or ""
         body["hashing_algorithm"] = credential.hashing_algorithm
     try:
-        management._request("PUT", f"users/{_q(user.name)}", json=body)
+        management.put(f"users/{_q(user.name)}", body)
     except ManagementError as error:
         raise BrokerError(_scrubbed(str(error), user.credential)) from None
     for name, value in user.limits.items():
         if live is None or live.limits.get(name) != value:
-            management._request("PUT", f"user-limits/{_q(user.name)}/{_q(name)}", json={"value": value})
+            management.put(f"user-limits/{_q(user.name)}/{_q(name)}", {"value": value})
     for name in sorted((live.limits if live else {}).keys() - user.limits.keys()):
-        management._request("DELETE", f"user-limits/{_q(user.name)}/{_q(name)}", missing_ok=True)
+        management.delete(f"user-limits/{_q(user.name)}/{_q(name)}")
 
 
 def _scrubbed(text: str, credential: Credential) -> str:
+    """The broker's refusal with the password or hash masked where it quotes them ('x', "x", <<"x">>).
+
+    Only quoted: masking every occurrence would mask ordinary words equal to a short password.
+    """
     for secret in (credential.password, credential.password_hash):
         if secret:
-            text = text.replace(secret, "***")
+            for quoted in {repr(secret), f"'{secret}'", f'"{secret}"', json.dumps(secret), f'<<"{secret}">>'}:
+                text = text.replace(quoted, "'***'")
     return text
 
 
 def delete_user(management: Management, name: str) -> None:
-    management._request("DELETE", f"users/{_q(name)}", missing_ok=True)
+    management.delete(f"users/{_q(name)}")
 
 
 def put_permission(management: Management, permission: Permission) -> None:
     body = {"configure": permission.configure, "write": permission.write, "read": permission.read}
-    management._request("PUT", f"permissions/{_q(permission.vhost)}/{_q(permission.user)}", json=body)
+    management.put(f"permissions/{_q(permission.vhost)}/{_q(permission.user)}", body)
 
 
 def delete_permission(management: Management, permission: Permission) -> None:
-    management._request("DELETE", f"permissions/{_q(permission.vhost)}/{_q(permission.user)}", missing_ok=True)
+    management.delete(f"permissions/{_q(permission.vhost)}/{_q(permission.user)}")
 
 
 def put_topic_permission(management: Management, topic: TopicPermission) -> None:
     body = {"exchange": topic.exchange, "write": topic.write, "read": topic.read}
-    management._request("PUT", f"topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}", json=body)
+    management.put(f"topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}", body)
+
+
+def topic_permissions_on(management: Management, vhost: str, exchange: str) -> list[dict[str, Any]]:
+    """The topic permissions of every user on one exchange ([] for a user who may not read them)."""
+    try:
+        rows = _get(management, f"vhosts/{_q(vhost)}/topic-permissions") or []
+    except ManagementError as error:
+        if error.status in (401, 403):
+            return []
+        raise
+    return [row for row in rows if row.get("exchange") == exchange]
+
+
+def put_topic_permissions(management: Management, vhost: str, rows: list[dict[str, Any]]) -> None:
+    """Put topic permissions back as GET /api/vhosts/{vhost}/topic-permissions listed them."""
+    for row in rows:
+        body = {"exchange": row["exchange"], "write": row["write"], "read": row["read"]}
+        management.put(f"topic-permissions/{_q(vhost)}/{_q(row['user'])}", body)
 
 
 def delete_topic_permission(management: Management, topic: TopicPermission) -> None:
@@ -149,18 +163,18 @@ def delete_topic_permission(management: Management, topic: TopicPermission) -> N
     """
     path = f"topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}"
     others = [row for row in _get(management, path) or [] if row.get("exchange") != topic.exchange]
-    management._request("DELETE", path, missing_ok=True, json={"exchange": topic.exchange})
+    management.delete(path, {"exchange": topic.exchange})
     for row in others:
         body = {"exchange": row["exchange"], "write": row["write"], "read": row["read"]}
-        management._request("PUT", path, json=body)
+        management.put(path, body)
 
 
 def put_vhost_limit(management: Management, limit: VhostLimit) -> None:
-    management._request("PUT", f"vhost-limits/{_q(limit.vhost)}/{_q(limit.name)}", json={"value": limit.value})
+    management.put(f"vhost-limits/{_q(limit.vhost)}/{_q(limit.name)}", {"value": limit.value})
 
 
 def delete_vhost_limit(management: Management, limit: VhostLimit) -> None:
-    management._request("DELETE", f"vhost-limits/{_q(limit.vhost)}/{_q(limit.name)}", missing_ok=True)
+    management.delete(f"vhost-limits/{_q(limit.vhost)}/{_q(limit.name)}")
 
 
 def vhost_body(settings: VhostSettings | None) -> dict[str, Any]:
@@ -177,7 +191,7 @@ def put_vhost_settings(management: Management, settings: VhostSettings) -> None:
     """Update a vhost's metadata, keeping its tags; a default queue type the broker kept is one clear error."""
     found = _get(management, f"vhosts/{_q(settings.name)}") or {}
     body = vhost_body(settings) | {"tags": ",".join(found.get("tags") or [])}
-    management._request("PUT", f"vhosts/{_q(settings.name)}", json=body)
+    management.put(f"vhosts/{_q(settings.name)}", body)
     if settings.default_queue_type is None:
         return
     now = _queue_type(_get(management, f"vhosts/{_q(settings.name)}") or {})

@@ -19,14 +19,15 @@ from provisioner.broker.connect import (
     ConnectFailed,
     check_login,
     close_quietly,
+    drop_socket,
     node_parameters,
     open_connection,
 )
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.lazy import LazyModule
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from provisioner.broker.words import broker_words
 from provisioner.errors import BrokerError
-from provisioner.options import DEFAULT_WORKERS
 from provisioner.topology.model import Binding, Exchange, Queue
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [  # connecting lives in connect.py; its names stay importable from he
     "check_login",
     "close_quietly",
     "count_queue",
+    "drop_socket",
     "node_parameters",
     "open_connection",
 ]
@@ -62,6 +64,13 @@ class Operation:
 
     def describe(self) -> str:
         return f"{self.verb} {self.resource.kind} {self.resource.name!r}"
+
+
+def _lost(error: BaseException) -> str:
+    """Why a command did not reach the broker, in words (a client-side refusal is no lost connection)."""
+    if isinstance(error, pika.exceptions.ShortStringTooLong):
+        return "a name or routing key is longer than the 255 bytes AMQP carries; the command was not sent"
+    return f"connection lost ({type(error).__name__})"
 
 
 class OperationFailed(BrokerError):
@@ -186,7 +195,7 @@ class Amqp:
     def execute(
         self,
         operations: Sequence[Operation],
-        workers: int = DEFAULT_WORKERS,
+        workers: int,  # parallel connections: the caller decides (options.DEFAULT_WORKERS for an apply)
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Run operations on up to ``workers`` connections; stop at the first refusal.
@@ -286,10 +295,14 @@ class Amqp:
 
         try:
             call_with_retry(attempt, self.backoff, describe=f"{len(batch)} pipelined commands")
-        except (pika.exceptions.ChannelClosed, pika.exceptions.ChannelWrongStateError):
+        except (
+            pika.exceptions.ChannelClosed,
+            pika.exceptions.ChannelWrongStateError,
+            pika.exceptions.ConnectionClosedByBroker,  # a refusal that closes the connection (a denied feature)
+        ):
             return self._one_by_one(state[0], state[1], batch, done)
         except pika.exceptions.AMQPError as error:
-            raise OperationFailed(batch[0], f"connection lost ({type(error).__name__})", done[0]) from error
+            raise OperationFailed(batch[0], _lost(error), done[0]) from error
         self._count(done, len(batch))
         return state[0], state[1]
 
@@ -319,9 +332,9 @@ class Amqp:
             call_with_retry(attempt, self.backoff, describe=operation.describe())
         except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker) as error:
             # A refusal (406, 403, 404, 503, 541...) is permanent: its words, at once.
-            raise OperationFailed(operation, f"{error.reply_code} {error.reply_text}", done) from error
+            raise OperationFailed(operation, f"{error.reply_code} {broker_words(error.reply_text)}", done) from error
         except pika.exceptions.AMQPError as error:
-            raise OperationFailed(operation, f"connection lost ({type(error).__name__})", done) from error
+            raise OperationFailed(operation, _lost(error), done) from error
         return state[0], state[1]
 
     def queue_counts(self, names: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -339,7 +352,9 @@ class Amqp:
                 try:
                     found = count_queue(channel, name)
                 except pika.exceptions.ChannelClosedByBroker as error:
-                    raise BrokerError(f"reading queue {name!r}: {error.reply_code} {error.reply_text}") from error
+                    raise BrokerError(
+                        f"reading queue {name!r}: {error.reply_code} {broker_words(error.reply_text)}"
+                    ) from error
                 if found is None:
                     channel = connection.channel()  # the 404 closed it
                     continue
@@ -349,12 +364,20 @@ class Amqp:
             close_quietly(connection)
 
 
-def count_queue(channel: BlockingChannel, name: str) -> tuple[int, int] | None:
+def count_queue(
+    channel: BlockingChannel, name: str, exists: Callable[[], bool] | None = None
+) -> tuple[int, int] | None:
     """Exact (ready messages, consumers) of a queue by passive declare; None when it does not exist.
 
     The one place a queue is counted (the management API's figures lag). A 404
-    closes the channel; any other refusal is raised as pika raised it.
+    closes the channel; any other refusal is raised as pika raised it. Where the
+    broker's 404 text would pass 255 bytes (a long queue or vhost name), RabbitMQ
+    4.0 cannot send it and closes the whole connection (541): ``exists`` (the
+    management API) is asked first there.
     """
+    vhost = channel.connection._impl.params.virtual_host
+    if exists is not None and not_found_overflows(name, vhost) and not exists():
+        return None
     try:
         ok = channel.queue_declare(name, passive=True)
     except pika.exceptions.ChannelClosedByBroker as error:
@@ -362,3 +385,9 @@ def count_queue(channel: BlockingChannel, name: str) -> tuple[int, int] | None:
             return None
         raise
     return ok.method.message_count, ok.method.consumer_count
+
+
+def not_found_overflows(queue: str, vhost: str) -> bool:
+    """Whether the broker's "no queue" reply for ``queue`` would pass AMQP's 255-byte short string."""
+    text = f"NOT_FOUND - no queue '{queue}' in vhost '{vhost}'"
+    return len(text.encode("utf-8")) > 255

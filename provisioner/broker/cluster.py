@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from provisioner.plan import Change, ClusterNote, Plan
+from provisioner.kinds.queue import QUEUE
+from provisioner.plan import Action, Change, ClusterNote, Plan
 from provisioner.topology.model import Binding, Queue, Topology
 
 if TYPE_CHECKING:
@@ -64,9 +65,33 @@ def with_cluster(plan: Plan, desired: Topology, state: ClusterState | None) -> P
         elif queue.type == "quorum":
             notes.extend(_membership_note(queue, row, state))
     blocked = [change for change in plan.changes if _blocked_by(change, down)]
-    notes.extend(_blocked_note(change, down) for change in blocked if change.kind != "queue")
+    notes.extend(_blocked_note(change, down) for change in blocked if change.kind != QUEUE.name)
+    lost = [name for name, up in sorted(state.nodes.items()) if not up]
+    for change in plan.changes:
+        if lost and change not in blocked and deletes_a_quorum_queue(change):
+            blocked.append(change)
+            notes.append(_lost_node_note(change, lost))
     kept = tuple(change for change in plan.changes if change not in blocked)
     return replace(plan, changes=kept, cluster=tuple(sorted(notes, key=lambda n: (n.vhost, n.queue, n.text))))
+
+
+def deletes_a_quorum_queue(change: Change) -> bool:
+    """A delete or replace of a quorum queue: its count cannot see what a lost node's consumer holds."""
+    queue = change.before
+    return (
+        isinstance(queue, Queue) and queue.type == "quorum" and change.action in (Action.DELETE, Action.REPLACE)
+    )
+
+
+def _lost_node_note(change: Change, lost: list[str]) -> ClusterNote:
+    queue = change.before
+    assert isinstance(queue, Queue)
+    text = (
+        f"! queue {queue.name} in {queue.vhost!r} (quorum): not deleted or replaced while node(s) "
+        f"{', '.join(lost)} are down: a consumer there may hold messages the broker counts nowhere; "
+        f"run again once the node is back"
+    )
+    return ClusterNote(queue.vhost, queue.name, text)
 
 
 def _down_note(queue: Queue, node: str) -> ClusterNote:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import socket
 import ssl
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from provisioner.broker.endpoints import Endpoints, netloc
 from provisioner.broker.lazy import LazyModule
 from provisioner.broker.management import name_not_resolved
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, is_transient
+from provisioner.broker.words import broker_words
 from provisioner.errors import BrokerError
 
 if TYPE_CHECKING:
@@ -49,7 +51,9 @@ def _translate_connect(error: Exception, parameters: pika.ConnectionParameters) 
     if isinstance(error, pika.exceptions.IncompatibleProtocolError):
         return ConnectFailed(f"{place} does not speak AMQP 0-9-1 (the management port? amqps:// on a plain port?)")
     if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
-        return ConnectFailed(f"AMQP at {place} closed the connection: {error.reply_code} {error.reply_text}")
+        return ConnectFailed(
+            f"AMQP at {place} closed the connection: {error.reply_code} {broker_words(error.reply_text)}"
+        )
     cause = error.args[0] if isinstance(error, pika.exceptions.AMQPConnectionError) and error.args else error
     cause = getattr(cause, "exception", None) or cause  # pika's connector errors wrap the socket's
     detail = getattr(cause, "strerror", None) or words or type(cause).__name__
@@ -144,11 +148,11 @@ def _every_node(error: BrokerError, parameters: pika.ConnectionParameters) -> Br
     return ConnectFailed(f"{error} (and no other of the {endpoints.nodes} nodes answered)")
 
 
-def check_login(parameters: pika.ConnectionParameters, backoff: Backoff, vhost_exists: bool = True) -> None:
+def check_login(parameters: pika.ConnectionParameters, backoff: Backoff, vhost_exists: bool = True) -> bool:
     """Open and close one connection, writing nothing: the credentials (and the vhost's access) work.
 
     For a vhost apply is about to create, the broker's "vhost not found" comes
-    after the login, so it proves the credentials right.
+    after the login, so it proves the credentials right. Returns whether the vhost opened.
     """
     tried: list[pika.ConnectionParameters] = []
     try:
@@ -156,10 +160,22 @@ def check_login(parameters: pika.ConnectionParameters, backoff: Backoff, vhost_e
     except pika.exceptions.ProbableAccessDeniedError as error:
         if vhost_exists:
             raise _translate_connect(error, parameters) from None
-        return
+        return False
     except (pika.exceptions.AMQPError, OSError) as error:
         raise _translate_connect(error, parameters) from None
     close_quietly(connection)
+    return True
+
+
+def drop_socket(connection: pika.BlockingConnection) -> None:
+    """End a connection without waiting for the broker (one that stopped answering never answers)."""
+    sock = getattr(getattr(connection._impl, "_transport", None), "_sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+    except OSError:
+        pass
 
 
 def close_quietly(connection: pika.BlockingConnection) -> None:

@@ -249,7 +249,7 @@ class Endpoints:
 
         import pika
 
-        from provisioner.broker.amqp import node_parameters
+        from provisioner.broker.connect import node_parameters  # connect imports this module at its top
 
         node = self.failover.current if node is None else node
         parts = urlsplit(self.amqp_url_of(node))

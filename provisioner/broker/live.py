@@ -1,9 +1,10 @@
 """Read a vhost's live state from the management API; live_state.py turns the answers into the model.
 
-Two management requests per vhost, whatever its size: the vhost's definitions
-(exchanges, queues, bindings, policies as stored, the broker's version) and its
-operator policies, which definitions leave out. Message counts, where a plan
-shows them, come exactly from AMQP (apply.with_exact_counts).
+A constant number of management requests per vhost, whatever its size, side by
+side (broker/reads.py): its exchanges, queues, bindings, policies and operator
+policies, kind by kind, shaped as its definitions document (or that document
+itself where the lists are refused), and the broker's version. Message counts,
+where a plan shows them, come from broker/held.py (planning.with_exact_counts).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from provisioner.broker.management import Management
+from provisioner.broker.reads import Read, read_vhosts
 from provisioner.live_state import (  # noqa: F401  # re-exported: the names callers used before the split
     CELERY_DELAYED_DELIVERY,
     CELERY_DELAYED_LEVELS,
@@ -39,22 +41,13 @@ class LiveSoon(Protocol):
     ) -> dict[str, LiveVhost]: ...
 
 
-Fetched = tuple[dict[str, Any] | None, list[dict[str, Any]]]  # a vhost's definitions and operator policies
-
-
-def _fetch(management: Management, vhost: str) -> Fetched:
-    """What a plan reads of one vhost: its definitions and, when it exists, its operator policies."""
-    definitions = management.definitions(vhost)
-    return definitions, (management.operator_policies(vhost) if definitions is not None else [])
-
-
-def _state(vhost: str, fetched: Fetched, desired: Topology | None, include: IncludeObject) -> LiveVhost:
-    definitions, operator_policies = fetched
-    if definitions is None:
-        return LiveVhost(vhost, exists=False)
-    return live_from_definitions(
-        vhost, definitions, desired=desired, operator_policies=operator_policies, include=include
+def _state(vhost: str, fetched: Read, desired: Topology | None, include: IncludeObject) -> LiveVhost:
+    if fetched.definitions is None:
+        return LiveVhost(vhost, exists=False, read=fetched.how)
+    state = live_from_definitions(
+        vhost, fetched.definitions, desired=desired, operator_policies=fetched.operator_policies, include=include
     )
+    return replace(state, read=fetched.how)
 
 
 def _with_version(found: dict[str, LiveVhost], management: Management) -> dict[str, LiveVhost]:
@@ -70,7 +63,7 @@ def read_vhost(
     management: Management, vhost: str, desired: Topology | None = None, include: IncludeObject = include_object
 ) -> LiveVhost:
     """The live state of one vhost: its definitions and its operator policies."""
-    return _state(vhost, _fetch(management, vhost), desired, include)
+    return _state(vhost, read_vhosts(management, [vhost])[vhost], desired, include)
 
 
 def read_live(
@@ -80,7 +73,8 @@ def read_live(
     include: IncludeObject = include_object,
 ) -> dict[str, LiveVhost]:
     """The live state of every vhost a topology manages, as ``include`` lets it be seen."""
-    return _with_version({vhost: read_vhost(management, vhost, desired, include) for vhost in vhosts}, management)
+    fetched = read_vhosts(management, list(vhosts))
+    return _with_version({vhost: _state(vhost, read, desired, include) for vhost, read in fetched.items()}, management)
 
 
 def read_live_soon(management: Management, vhosts: Iterable[str]) -> LiveSoon:
@@ -96,7 +90,7 @@ def read_live_soon(management: Management, vhosts: Iterable[str]) -> LiveSoon:
 
     def work() -> None:
         try:
-            outcome["fetched"] = {vhost: _fetch(management, vhost) for vhost in names}
+            outcome["fetched"] = read_vhosts(management, names)
         except BaseException as error:  # handed to the waiting caller
             outcome["error"] = error
 

@@ -27,10 +27,11 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from provisioner.broker.amqp import close_quietly, open_connection
+from provisioner.broker.amqp import close_quietly, drop_socket, open_connection
 from provisioner.broker.lazy import LazyModule
 from provisioner.broker.management import Management
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff
+from provisioner.broker.words import broker_words
 from provisioner.errors import BrokerError, LockTimeout
 from provisioner.topology.model import LOCK_QUEUE
 
@@ -215,7 +216,8 @@ class VhostLock:
             if error.reply_code == RESOURCE_LOCKED:
                 return False
             raise BrokerError(
-                f"cannot take the apply lock of vhost {self.vhost!r}: {error.reply_code} {error.reply_text}"
+                f"cannot take the apply lock of vhost {self.vhost!r}: "
+                f"{error.reply_code} {broker_words(error.reply_text)}"
             ) from error
         channel.close()
         return True
@@ -227,15 +229,20 @@ class VhostLock:
             f"gave up after {self.timeout:g}s (--lock-timeout)"
         )
 
-    def release(self) -> None:
-        """Give the lock back: closing the connection deletes the exclusive queue."""
+    def release(self, abort: bool = False) -> None:
+        """Give the lock back: closing the connection deletes the exclusive queue.
+
+        ``abort``: drop the socket instead of waiting for the broker's goodbye (a
+        node that stopped answering never gives one; it deletes the queue when the
+        connection's end reaches it).
+        """
         self._released.set()
         if self._watch is not None:
             self._watch.join()
             self._watch = None
         connection, self._connection = self._connection, None
         if connection is not None:
-            close_quietly(connection)
+            (drop_socket if abort else close_quietly)(connection)
 
     def __enter__(self) -> VhostLock:
         self.acquire()
@@ -244,4 +251,4 @@ class VhostLock:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self.release()
+        self.release(abort=error is not None)  # an apply that failed may have failed on a broker that hangs

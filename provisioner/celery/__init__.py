@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from provisioner.extras import require
+
 if TYPE_CHECKING:
     from provisioner.celery.runtime import install
 
@@ -13,6 +15,7 @@ __all__ = ["install"]
 def __getattr__(name: str) -> Any:
     """``install`` imports the runtime (and Celery) on first use: `provision render` needs neither."""
     if name == "install":
+        require("celery", "the worker runtime (provisioner.celery.install)")
         from provisioner.celery.runtime import install
 
         return install

@@ -10,7 +10,7 @@ commands, registered on the group when imported here.
 
 from __future__ import annotations
 
-from provisioner.cli import commands_dlq, commands_plan, commands_topology
+from provisioner.cli import commands_dlq, commands_graph, commands_plan, commands_topology
 from provisioner.cli.group import main
 
-__all__ = ["commands_dlq", "commands_plan", "commands_topology", "main"]
+__all__ = ["commands_dlq", "commands_graph", "commands_plan", "commands_topology", "main"]

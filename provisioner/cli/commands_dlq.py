@@ -10,7 +10,7 @@ import click
 from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.clients import broker_options
 from provisioner.cli.group import main
-from provisioner.cli.output import EXIT_ERROR, ProgressBar, reports_errors, say
+from provisioner.cli.output import EXIT_ERROR, ProgressBar, reports_errors, say, say_document
 from provisioner.errors import ProvisionerError, one_line
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
@@ -49,7 +49,7 @@ def dlq_list(files: tuple[str, ...], as_json: bool, broker: Broker) -> None:
     endpoints, management = broker.endpoints, broker.management
     rows = inventory(load(files), endpoints, management.backoff)
     if as_json:
-        say(json.dumps({"dead_letter_queues": [_inventory_json(row) for row in rows]}, indent=2))
+        say_document(json.dumps({"dead_letter_queues": [_inventory_json(row) for row in rows]}, indent=2) + "\n")
         return
     if not rows:
         say("The topology has no dead-letter queues.")
@@ -92,7 +92,9 @@ def dlq_show(files: tuple[str, ...], queue: str, count: int, as_json: bool, brok
     found, total, letters = show(load(files), queue, count, endpoints, management.backoff)
     if as_json:
         shown = [_letter_json(letter, target) for letter, target in letters]
-        say(json.dumps({"queue": found.name, "vhost": found.vhost, "messages": total, "shown": shown}, indent=2))
+        say_document(
+            json.dumps({"queue": found.name, "vhost": found.vhost, "messages": total, "shown": shown}, indent=2) + "\n"
+        )
         return
     say(f"{found.name} (vhost {found.vhost!r}): {total} message(s), showing {len(letters)}")
     for position, (letter, target) in enumerate(letters, 1):
@@ -185,6 +187,7 @@ def dlq_replay(
             dry_run=dry_run,
             progress=bar.update,
             started=bar.start,
+            management=management,
         )
     for move in report.plan:
         where_to = move.destination.describe() if move.destination else f"stays ({move.reason})"

@@ -10,21 +10,24 @@ import click
 from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.clients import broker_options
 from provisioner.cli.group import main
-from provisioner.cli.output import _SECRETS, EXIT_CHANGES, EXIT_ERROR, ProgressBar, reports_errors, say
+from provisioner.cli.output import _SECRETS, EXIT_CHANGES, EXIT_ERROR, ProgressBar, reports_errors, say, say_document
+from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
 from provisioner.options import DEFAULT_LOCK_TIMEOUT, DEFAULT_WORKERS
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
+    from provisioner.apply import ApplyReport
     from provisioner.broker.live import LiveSoon, LiveVhost
     from provisioner.live_state import IncludeObject
     from provisioner.plan import Plan
     from provisioner.topology.model import Topology
+    from provisioner.topology.readiness import Finding
 
 
-def _echo_plan(plan: Plan) -> None:
+def _echo_plan(plan: Plan, err: bool = False) -> None:
     from provisioner.output import plan_lines
 
     for text, colour in plan_lines(plan):
-        say(text, fg=colour)
+        say(text, fg=colour, err=err)
 
 
 IGNORE_HELP = (
@@ -39,18 +42,28 @@ def _plan(
     prune: bool,
     ignore: tuple[str, ...] = (),
     seen: dict[str, LiveVhost] | None = None,
+    check_amqp: bool = False,
 ) -> Plan:
     """Load and plan; the broker's export of the vhosts is read while the topology is still being checked.
 
-    ``seen`` receives the live vhosts the plan read (for the upgrade-readiness lines).
+    ``seen`` receives the live vhosts the plan read (for the upgrade-readiness lines); ``check_amqp``
+    also opens and closes one AMQP connection, so a run that declares nothing still proves that door.
     """
     from provisioner.broker.live import read_live_soon
+    from provisioner.doors import AmqpDoor
     from provisioner.topology import load
-    from provisioner.topology.load import collector_paused
+    from provisioner.topology.documents import collector_paused
 
     endpoints, management = broker.endpoints, broker.management
     reading: list[LiveSoon] = []
-    desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
+    doors: list[AmqpDoor] = []
+
+    def soon(vhosts: list[str]) -> None:
+        reading.append(read_live_soon(management, vhosts))
+        if check_amqp and vhosts:  # the AMQP login runs while the broker exports the vhosts
+            doors.append(AmqpDoor(endpoints, min(vhosts), management.backoff))
+
+    desired = load(files, on_vhosts=soon)
     _SECRETS.update(desired.accounts.passwords())  # users' passwords: never printed, even by mistake
     live_soon = reading[0] if reading else None
     from provisioner.live_state import ignoring  # imported while the broker is still answering
@@ -59,7 +72,10 @@ def _plan(
     if live_soon is not None and seen is not None:
         live_soon = _remembering(live_soon, seen)
     with collector_paused():  # the live state and the diff build many objects and no cycles
-        return make_plan(desired, management, prune, endpoints, live_soon=live_soon, include=ignoring(ignore))
+        result = make_plan(desired, management, prune, endpoints, live_soon=live_soon, include=ignoring(ignore))
+    for door in doors:
+        door.verdict(result)
+    return result
 
 
 def _remembering(read: LiveSoon, seen: dict[str, LiveVhost]) -> LiveSoon:
@@ -74,32 +90,74 @@ def _remembering(read: LiveSoon, seen: dict[str, LiveVhost]) -> LiveSoon:
     return remembered
 
 
-def _live_readiness(seen: dict[str, LiveVhost]) -> list[str]:
-    """What RabbitMQ 4.x removes or denies among the live objects of the managed vhosts, one line each."""
-    from provisioner.topology import readiness
+def _live_readiness(seen: dict[str, LiveVhost], broker: Broker) -> list[str]:
+    """What RabbitMQ 4.x removes or denies among the live objects of the managed vhosts, one line each.
 
-    return [
-        readiness.live_line(finding)
+    Each line ends with what the broker's own version does with the setting, where it does something.
+    """
+    from provisioner.topology import readiness
+    from provisioner.version_rules import broker_version
+
+    found = [
+        finding
         for state in sorted(seen.values(), key=lambda state: state.name)
         if state.exists
         for finding in readiness.findings(state.topology)
     ]
+    if not found:
+        return []
+    said = _verdict_texts(found, broker_version(seen), broker)
+    return [readiness.live_line(f) + (f" ({said[index]})" if index in said else "") for index, f in enumerate(found)]
+
+
+def _verdict_texts(found: list[Finding], version: str, broker: Broker) -> dict[int, str]:
+    """By position in ``found``: what the broker's version does with each live finding, where it does something."""
+    from provisioner.topology.verdicts import verdict
+    from provisioner.version_notes import read_denied
+    from provisioner.version_rules import needs_denied
+
+    if not version:
+        return {}
+    denied = read_denied(broker.management) if needs_denied(found) else None
+    said = {index: verdict(finding, version, denied) for index, finding in enumerate(found)}
+    return {index: v.text for index, v in said.items() if v is not None and v.effect != "takes"}
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON for machines.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown: for a pull-request comment (summary, table per vhost, what is destroyed, privilege changes).",
+)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 for no changes, 2 for changes, 1 for errors.")
 @click.option("--prune", is_flag=True, help="Plan deletion of objects in managed vhosts the topology lacks.")
 @click.option("--ignore", "ignore", multiple=True, metavar="PATTERN", help=IGNORE_HELP)
+@click.option(
+    "-o",
+    "--out",
+    "saved_to",
+    metavar="PLAN",
+    help="Also save the plan to PLAN (no secret in it): `provision apply PLAN` applies exactly it, or refuses.",
+)
+@click.option("--migrate", is_flag=True, help="With -o: the saved plan's replacements keep messages (apply --migrate).")
+@click.option("--force", is_flag=True, help="With -o and --prune: the saved plan may delete queues holding messages.")
 @broker_options
 @reports_errors
 def plan(
     files: tuple[str, ...],
     as_json: bool,
+    output_format: str,
     detailed_exitcode: bool,
     prune: bool,
     ignore: tuple[str, ...],
+    saved_to: str | None,
+    migrate: bool,
+    force: bool,
     broker: Broker,
 ) -> None:
     """Show what apply would change on the live broker, and why.
@@ -110,17 +168,33 @@ def plan(
     import json
 
     seen: dict[str, LiveVhost] = {}
-    result = _plan(files, broker, prune, ignore, seen)
-    upgrade_warnings = _live_readiness(seen)
-    if as_json:
-        document = result.to_json() | {"upgrade_warnings": upgrade_warnings}
-        say(json.dumps(document, indent=2, sort_keys=True, default=str))
+    if saved_to is not None:
+        from provisioner.cli import saved
+
+        result = saved.save(files, saved_to, broker, prune, migrate, force, ignore)
+    elif migrate or force:
+        raise click.UsageError("--migrate and --force go with -o PLAN: they say what the saved plan may do")
+    else:
+        result = _plan(files, broker, prune, ignore, seen)
+    upgrade_warnings = _live_readiness(seen, broker)
+    if output_format == "markdown":
+        from provisioner.formats.markdown import plan_markdown
+
+        say_document(plan_markdown(result))
+        for problem in result.problems:
+            say(f"error: {problem}", err=True)
+    elif as_json or output_format == "json":
+        read = {vhost: state.read for vhost, state in sorted(seen.items())}  # "kinds" or "definitions"
+        document = result.to_json() | {"upgrade_warnings": upgrade_warnings, "live_read": read}
+        say_document(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
         for problem in result.problems:
             say(f"error: {problem}", err=True)
     else:
         for line in upgrade_warnings:
             say(f"warning: {line}", err=True)
         _echo_plan(result)
+    if saved_to is not None:
+        saved.report_saved(saved_to, result)
     if result.problems:
         sys.exit(EXIT_ERROR)
     if detailed_exitcode and not result.in_sync:
@@ -136,9 +210,17 @@ def plan(
     "delete). A drift check never changes or deletes anything.",
 )
 @click.option("--ignore", "ignore", multiple=True, metavar="PATTERN", help=IGNORE_HELP)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "github"]),
+    default="text",
+    show_default=True,
+    help="github: also each difference as a GitHub workflow annotation at the object's line in the topology.",
+)
 @broker_options
 @reports_errors
-def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], broker: Broker) -> None:
+def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], output_format: str, broker: Broker) -> None:
     """CI drift check: exit 0 when the broker matches, 2 (with the differences) when it drifted.
 
     Drift is what apply would change, and policies or operator policies outside
@@ -148,7 +230,11 @@ def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], broker: 
     """
     from provisioner.output import parked_text, summary_line
 
-    result = _plan(files, broker, prune, ignore)
+    result = _plan(files, broker, prune, ignore, check_amqp=True)
+    if output_format == "github":
+        from provisioner.cli.annotations import echo_drift
+
+        echo_drift(files, result)
     sources = ", ".join(files)
     if result.in_sync:
         say(f"no drift: the broker matches {sources}")
@@ -162,7 +248,7 @@ def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], broker: 
             + parked_text(change)
         )
     for item in result.drift:
-        label = "operator policy" if item.policy.kind == "operator_policy" else "policy"
+        label = "operator policy" if item.policy.kind == OPERATOR_POLICY.name else "policy"
         for hit in item.hits:
             say(f"drift: {label} {item.policy.name!r} in {item.policy.vhost!r} changes {hit.text()}")
     for unmanaged in result.unmanaged:
@@ -199,6 +285,9 @@ def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], broker: 
     help="Seconds to wait for another apply.",
 )
 @click.option("--ignore", "ignore", multiple=True, metavar="PATTERN", help=IGNORE_HELP)
+@click.option(
+    "-y", "--yes", is_flag=True, help="Do not ask on a terminal before writing (without a terminal apply never asks)."
+)
 @broker_options
 @reports_errors
 def apply(
@@ -209,9 +298,27 @@ def apply(
     workers: int,
     lock_timeout: float,
     ignore: tuple[str, ...],
+    yes: bool,
     broker: Broker,
 ) -> None:
-    """Converge the broker to the topology; a second apply does nothing and writes nothing."""
+    """Converge the broker to the topology; a second apply does nothing and writes nothing.
+
+    On a terminal it shows the plan and applies only after the answer 'yes' (--yes skips the question).
+    `apply PLAN` applies a plan saved by `plan -o PLAN` exactly, or refuses in one line before any write.
+    """
+    from provisioner.cli import saved
+
+    if saved.is_saved_plan(files):
+        saved.refuse_flags_with_a_plan(prune=prune, migrate=migrate, force=force, ignore=bool(ignore))
+        with ProgressBar("applying") as progress:
+
+            def starting_saved(plan: Plan) -> None:
+                _echo_plan(plan)
+                progress.start(len(plan.changes))
+
+            report = saved.apply_file(files[0], broker, workers, lock_timeout, progress.update, starting_saved)
+        _report(report)
+        return
     from provisioner.broker.live import read_live_soon
     from provisioner.topology import load
 
@@ -220,17 +327,25 @@ def apply(
     desired = load(files, on_vhosts=lambda vhosts: reading.append(read_live_soon(management, vhosts)))
     _SECRETS.update(desired.accounts.passwords())
     from provisioner.apply import ApplyOptions, converge  # imported while the broker is still answering
+    from provisioner.cli.confirm import Confirmation, asks
     from provisioner.live_state import ignoring
 
     options = ApplyOptions(prune, migrate, force, workers, lock_timeout, include_object=ignoring(ignore))
     live_soon = reading[0] if reading else None
+    confirmation = Confirmation(asks(yes), _echo_plan, lambda plan: _echo_plan(plan, err=True))
     with ProgressBar("applying") as progress:
 
         def starting(plan: Plan) -> None:
-            _echo_plan(plan)
+            if not confirmation.shown(plan):
+                _echo_plan(plan)
             progress.start(len(plan.changes))
 
-        report = converge(desired, endpoints, management, options, progress.update, starting, live_soon)
+        report = converge(desired, endpoints, management, options, progress.update, starting, live_soon, confirmation)
+    _report(report)
+
+
+def _report(report: ApplyReport) -> None:
+    """The last line of an apply: what it did, or that there was nothing to do."""
     if report.plan.is_empty and report.plan.drift:
         say(
             f"No changes. {len(report.plan.drift)} object(s) not in the topology change managed ones "

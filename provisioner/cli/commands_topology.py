@@ -11,7 +11,7 @@ import click
 from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.clients import broker_options
 from provisioner.cli.group import main
-from provisioner.cli.output import EXIT_CHANGES, reports_errors, say
+from provisioner.cli.output import EXIT_CHANGES, reports_errors, say, say_document, write_document
 from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
@@ -26,8 +26,16 @@ if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision
     help="Check the files as ONE topology (as plan and apply read them), not each on its own.",
 )
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "github"]),
+    default="text",
+    show_default=True,
+    help="github: each problem as a GitHub workflow annotation at its file, line and column.",
+)
 @reports_errors
-def validate(files: tuple[str, ...], combined: bool, strict: bool) -> None:
+def validate(files: tuple[str, ...], combined: bool, strict: bool, output_format: str) -> None:
     """Check topology FILES against the schema and the meaning rules.
 
     Each file is checked as a topology of its own, so that
@@ -39,6 +47,11 @@ def validate(files: tuple[str, ...], combined: bool, strict: bool) -> None:
     from provisioner.errors import Problem
     from provisioner.topology import load
 
+    if output_format == "github":
+        from provisioner.cli.annotations import validate_annotated
+
+        validate_annotated(files, combined, strict)
+        return
     groups = [list(files)] if combined else [[file] for file in files]
     problems: list[Problem] = []
     for group in groups:
@@ -97,14 +110,7 @@ def render(files: tuple[str, ...], output: str, check: bool) -> None:
             sys.exit(EXIT_CHANGES)
         say(f"fresh: {output} matches {', '.join(files)}")
         return
-    if output == "-":
-        say(text, nl=False)
-        return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise ProvisionerError(f"cannot write {output}: {error.strerror or error}") from None
-    say(f"wrote {output}")
+    write_document(text, output)
 
 
 @main.command("export")
@@ -131,8 +137,8 @@ def export(
     broker: Broker,
 ) -> None:
     """Write the topology of a live broker, a definitions file or a Celery app (reads only, never writes)."""
-    from provisioner.export import export_topology
     from provisioner.export.celery_app import load_app
+    from provisioner.export.run import export_topology
     from provisioner.export.source import from_broker, from_file
 
     if output != "-" and Path(output).exists() and not force:
@@ -140,14 +146,14 @@ def export(
     app = load_app(celery_app) if celery_app else None
     management = broker.management
     definitions = from_file(definitions_file, vhosts) if definitions_file else from_broker(management, vhosts)
-    result = export_topology(definitions, app, accounts)
+    result = export_topology(definitions, app, accounts, output)
     for warning in result.warnings:
         say(f"warning: {warning}", err=True)
     name = "<stdout>" if output == "-" else output
     for line, message in result.problems:
         say(f"problem: {name}:{line}: {one_line(message)}", err=True)
     if output == "-":
-        say(result.text, nl=False)
+        say_document(result.text)
     else:
         try:
             Path(output).write_text(result.text, encoding="utf-8")

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from provisioner import __version__
 from provisioner.cli.output import _SECRETS, _install_log_handler, remember_secrets
+from provisioner.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,11 +8,12 @@ import sys
 import threading
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from provisioner.errors import ProvisionerError, TopologyInvalid, one_line
+from provisioner.errors import ProvisionerError, TopologyInvalid, UnsafeChange, one_line
 from provisioner.redact import redact
 
 EXIT_OK = 0
@@ -34,8 +35,35 @@ def remember_secrets(*urls: str) -> None:
 
 
 def say(text: str, *, err: bool = False, fg: str | None = None, nl: bool = True) -> None:
-    """Print one message; every line the CLI prints passes through here, and so through redact()."""
-    click.secho(redact(text, _SECRETS), err=err, fg=fg, nl=nl)
+    """Print one line; every line the CLI prints passes through here, and so through redact() and one_line().
+
+    Whatever a name or an error holds, it stays on its line: a line break, a carriage return,
+    an escape or a bidi control is printed escaped, so no text can forge a line such as
+    ``No changes.`` in a CI log.
+    """
+    click.secho(one_line(redact(text, _SECRETS)), err=err, fg=fg, nl=nl)
+
+
+def say_document(text: str, *, err: bool = False) -> None:
+    """Print a document of several lines (JSON, YAML, a rendered module) whose writer escaped every value.
+
+    Each line still passes through redact(), and any control character other than the line
+    breaks and tabs the document is made of is printed escaped.
+    """
+    lines = redact(text, _SECRETS).split("\n")
+    click.echo("\n".join(one_line(line, keep="\t") for line in lines), err=err, nl=False)
+
+
+def write_document(text: str, output: str, *, wrote_to_stderr: bool = False) -> None:
+    """A generated document to standard output (``-``) or to a file, with one line saying where it went."""
+    if output == "-":
+        say_document(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ProvisionerError(f"cannot write {output}: {error.strerror or error}") from None
+    say(f"wrote {output}", err=wrote_to_stderr)
 
 
 class _SayHandler(logging.Handler):
@@ -65,6 +93,10 @@ def reports_errors(command: F) -> F:
             for problem in error.problems:
                 say(str(problem), err=True)
             say(f"{len(error.problems)} problem(s) found", err=True)
+            sys.exit(EXIT_ERROR)
+        except UnsafeChange as error:  # a refusal with one reason a line (names in it are quoted, so escaped)
+            for number, line in enumerate(str(error).split("\n")):
+                say(f"error: {line}" if number == 0 else line, err=True)
             sys.exit(EXIT_ERROR)
         except ProvisionerError as error:
             say(f"error: {error}", err=True)

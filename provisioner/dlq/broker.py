@@ -11,6 +11,8 @@ confirmed, which keeps their order and resets their delivery count.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -19,8 +21,14 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from provisioner.broker.amqp import count_queue
+from provisioner.broker.pump import MARKER, SYNC_EVERY, MoveNacked, MoveRefused, Pump, Send, foreign_user_id
+from provisioner.broker.words import broker_words
 from provisioner.dlq.letters import DeadLetterQueue, Destination, Letter
 from provisioner.errors import BrokerError
+
+DEFAULT_STALL_SECONDS = 45.0
+
+log = logging.getLogger(__name__)
 
 # Where a letter goes; None: it stays (not selected); a text: it stays, and that is why it could not go.
 Decide = Callable[[Letter], "Destination | str | None"]
@@ -38,17 +46,27 @@ class PassReport:
 
 def message_count(connection: pika.BlockingConnection, queue: DeadLetterQueue) -> int:
     """Exact ready messages by passive declare; a missing queue is one clear error."""
+    return message_counts(connection, [queue])[queue.name]
+
+
+def message_counts(connection: pika.BlockingConnection, queues: list[DeadLetterQueue]) -> dict[str, int]:
+    """Each queue's exact ready messages, by passive declares on one channel; a missing queue is one clear error."""
     channel = connection.channel()
-    try:
-        found = count_queue(channel, queue.name)
-    except pika.exceptions.ChannelClosedByBroker as error:
-        raise BrokerError(f"reading queue {queue.name!r}: {error.reply_code} {error.reply_text}") from error
-    if found is None:
-        raise BrokerError(
-            f"dead-letter queue {queue.name!r} does not exist in vhost {queue.vhost!r} (run provision apply)"
-        )
+    counts = {}
+    for queue in queues:
+        try:
+            found = count_queue(channel, queue.name)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            raise BrokerError(
+                f"reading queue {queue.name!r}: {error.reply_code} {broker_words(error.reply_text)}"
+            ) from error
+        if found is None:
+            raise BrokerError(
+                f"dead-letter queue {queue.name!r} does not exist in vhost {queue.vhost!r} (run provision apply)"
+            )
+        counts[queue.name] = found[0]
     channel.close()
-    return found[0]
+    return counts
 
 
 def _letter(properties: pika.BasicProperties, body: bytes) -> Letter:
@@ -75,7 +93,8 @@ def peek(connection: pika.BlockingConnection, queue: DeadLetterQueue, limit: int
     report = PassReport()
     channel = connection.channel()
     for _, properties, body in _deliveries(channel, queue.name, min(limit, message_count(connection, queue))):
-        report.seen.append(_letter(properties, body))
+        if not (properties.headers and MARKER in properties.headers):  # an interrupted replay's, not a letter
+            report.seen.append(_letter(properties, body))
     channel.close()  # never acked: the broker puts them back where they were
     report.stayed = len(report.seen)
     return report
@@ -104,30 +123,9 @@ class Targets:
         except pika.exceptions.ChannelClosedByBroker as error:
             if error.reply_code == 404:
                 return f"{destination.describe()} does not exist"
-            return f"{destination.describe()}: {error.reply_code} {error.reply_text}"
+            return f"{destination.describe()}: {error.reply_code} {broker_words(error.reply_text)}"
         channel.close()
         return None
-
-
-def _copy(properties: pika.BasicProperties) -> pika.BasicProperties:
-    """The properties to publish a copy with; the broker's delivery count is not the message's."""
-    headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-delivery-count"}
-    names: tuple[str, ...] = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id")
-    names += ("reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
-    return pika.BasicProperties(headers=headers or None, **{n: getattr(properties, n) for n in names})
-
-
-def _publish(
-    channel: BlockingChannel, destination: Destination, properties: pika.BasicProperties, body: bytes
-) -> str | None:
-    """Publish with mandatory on a confirming channel; the refusal's reason, or None once confirmed."""
-    try:
-        channel.basic_publish(destination.exchange, destination.routing_key, body, _copy(properties), mandatory=True)
-    except pika.exceptions.UnroutableError:
-        return f"{destination.describe()}: no queue takes the message (unroutable)"
-    except pika.exceptions.NackError:
-        return f"{destination.describe()}: the broker refused the message (nack)"
-    return None
 
 
 def run_pass(
@@ -137,60 +135,77 @@ def run_pass(
     keep: int = 0,
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    user: str | None = None,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
 ) -> PassReport:
     """Visit the messages present at the start once: move those ``decide`` places, keep the rest in order.
 
-    A message leaves the queue only after its copy is confirmed (mandatory, so
-    an unroutable copy counts as refused): at least once, never lost. At most
-    ``limit`` messages move. A message whose destination refuses it stays.
+    The pipelined pump (broker/pump.py) moves them: a message leaves the queue
+    only after its copy is confirmed (mandatory: an unroutable copy stops the
+    pass), at least once, never lost. At most ``limit`` messages move. A
+    message whose destination is missing, or that carries a ``user_id`` other
+    than ``user`` (the broker refuses such a copy), stays, with the reason.
     """
     total = message_count(connection, queue)
     report = PassReport()
     targets = Targets(connection)
-    inbound, outbound = connection.channel(), connection.channel()
-    outbound.confirm_delivery()
-    for tag, properties, body in _deliveries(inbound, queue.name, total):
+    forged = foreign_user_id(user)
+
+    def route(properties: pika.BasicProperties, body: bytes) -> Send | str | None:
         letter = _letter(properties, body)
         if len(report.seen) < keep:
             report.seen.append(letter)
-        chosen = decide(letter) if limit is None or report.moved < limit else None
-        refusal = chosen if isinstance(chosen, str) else None
-        if isinstance(chosen, Destination):
-            refusal = targets.problem(chosen)
-        if isinstance(chosen, Destination) and refusal is None:
-            refusal = _publish(outbound, chosen, properties, body)
-            if refusal is None:
-                inbound.basic_ack(tag)
-                report.moved += 1
-        if chosen is None or refusal is not None:
-            if refusal is not None:
-                report.failed[refusal] = report.failed.get(refusal, 0) + 1
-            report.stayed += 1
-            if queue.quorum:
-                _keep_at_tail(inbound, outbound, queue.name, tag, properties, body)
+        chosen = decide(letter)
         if progress is not None:
             progress(1)
-        if not queue.quorum and limit is not None and report.moved >= limit:
-            break  # the rest of a classic queue was never touched
-    inbound.close()  # classic: what stayed unacked goes back to its place
-    outbound.close()
-    report.stayed = max(report.stayed, total - report.moved)  # a classic pass stops at --limit
+        if not isinstance(chosen, Destination):
+            return chosen
+        return targets.problem(chosen) or forged(properties) or Send(chosen.exchange, chosen.routing_key)
+
+    sync_every = 0 if queue.quorum else SYNC_EVERY  # a killed node forgets at most that many acks (pump.py)
+    empty = None if queue.quorum else (lambda: message_count(connection, queue) == 0)  # all handed to us
+    deadline, pause = time.monotonic() + stall_seconds, NACK_PAUSE
+    while True:
+        pump = Pump(
+            connection, queue.name, route, stall_seconds=stall_seconds, quorum=queue.quorum, sync_every=sync_every
+        )
+        try:
+            done = pump.run(total=total, limit=limit, until_empty=empty)
+            break
+        except MoveNacked as error:
+            _add(report, pump.result.moved, pump.result.failed)
+            # a queue restarting (its node was killed) nacks for a moment; nothing unconfirmed was acked. A
+            # quorum pass is not run again: it keeps letters at its tail, and a second pass would reorder them
+            if queue.quorum or time.monotonic() + pause > deadline:
+                raise _stopped(queue, error, report.moved) from error
+            log.warning("replay of %r failed (%s); retrying in %.2fs", queue.name, error, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_NACK_PAUSE)
+            total = message_count(connection, queue)
+            limit = None if limit is None else limit - pump.result.moved
+        except MoveRefused as error:
+            raise _stopped(queue, error, report.moved + pump.result.moved) from error
+    _add(report, done.moved, done.failed)
+    report.stayed = total - done.moved
     return report
 
 
-def _keep_at_tail(
-    inbound: BlockingChannel,
-    outbound: BlockingChannel,
-    queue: str,
-    tag: int,
-    properties: pika.BasicProperties,
-    body: bytes,
-) -> None:
-    """Move a quorum queue's message to its own tail, in order: a requeue would count as a delivery."""
-    refusal = _publish(outbound, Destination("", queue, "stays"), properties, body)
-    if refusal is not None:
-        raise BrokerError(f"cannot keep a message in {queue!r}: {refusal}; it stays unacked")
-    inbound.basic_ack(tag)
+NACK_PAUSE = 0.25  # seconds before a pass refused by a nack runs again, doubled each time
+MAX_NACK_PAUSE = 4.0
+
+
+def _add(report: PassReport, moved: int, failed: dict[str, int]) -> None:
+    report.moved += moved
+    for why, count in failed.items():
+        report.failed[why] = report.failed.get(why, 0) + count
+
+
+def _stopped(queue: DeadLetterQueue, error: MoveRefused, moved: int) -> BrokerError:
+    return BrokerError(
+        f"replay of {queue.name!r} stopped: the broker refused a copy: {error}; {moved} message(s) moved, "
+        f"every other one is still in {queue.name!r}"
+    )
 
 
 def purge(connection: pika.BlockingConnection, queue: DeadLetterQueue) -> int:

@@ -169,9 +169,9 @@ def destination(letter: Letter, foreign: Iterable[str] = (), to: str | None = No
     """Where a dead letter goes back; None when nothing in it says so (then only --to can place it).
 
     A failed task of our runtime goes to its ``x-failed-queue``; a message the
-    broker dead-lettered from a foreign queue (an undecodable one) to that queue;
-    any other broker dead-letter to the exchange and first routing key of its
-    newest ``x-death`` entry, as it was first published.
+    broker dead-lettered goes back to the queue it died in (its newest ``x-death``
+    entry's queue), through the default exchange: never to the other queues bound
+    to the exchange it was first published to, which had their copy already.
     """
     if to is not None:
         return Destination("", to, "--to")
@@ -182,10 +182,9 @@ def destination(letter: Letter, foreign: Iterable[str] = (), to: str | None = No
     if not deaths:
         return None
     death = deaths[0]
-    if death.queue in set(foreign):
-        return Destination("", death.queue, "foreign-queue")
-    routing_key = death.routing_keys[0] if death.routing_keys else death.queue
-    return Destination(death.exchange, routing_key, "x-death")
+    if not death.queue:
+        return None
+    return Destination("", death.queue, "foreign-queue" if death.queue in set(foreign) else "x-death")
 
 
 @dataclass(frozen=True)

@@ -30,25 +30,46 @@ def export_permissions(broker: dict[str, Any], vhost: str) -> Exported:
     return found
 
 
-def export_users(broker: dict[str, Any], vhosts: set[str]) -> Exported:
-    """The users who hold a permission in the exported vhosts, each password a placeholder."""
+def export_users(broker: dict[str, Any], vhosts: set[str], whole: bool = True) -> Exported:
+    """The users who hold a permission in the exported vhosts, or none anywhere (the cluster's own: only when
+    ``whole``, every vhost exported), each password a placeholder, with their limits; a note for the rest."""
     found = Exported()
-    permitted = {
-        str(row.get("user"))
-        for kind in ("permissions", "topic_permissions")
-        for row in broker.get(kind) or []
-        if row.get("vhost") in vhosts
-    }
+    holders: dict[str, set[str]] = {}
+    for kind in ("permissions", "topic_permissions"):
+        for row in broker.get(kind) or []:
+            holders.setdefault(str(row.get("user")), set()).add(str(row.get("vhost")))
     for row in sorted(broker.get("users") or [], key=lambda r: str(r.get("name"))):
         name = str(row.get("name"))
-        if name not in permitted:
+        held = holders.get(name, set())
+        if not held & vhosts and (held or not whole):
+            why = (
+                f"it holds permissions only in vhost(s) {', '.join(map(repr, sorted(held)))}, which are not exported"
+                if held
+                else "it holds no permission in any vhost, and only an export of every vhost carries such users"
+            )
+            found.notes.append(((), f"left out: user {name!r}: {why}"))
             continue
-        variable = "USER_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper() + "_PASSWORD"
-        tags = row.get("tags") or []
-        tags = [t for t in tags.split(",") if t] if isinstance(tags, str) else list(tags)
-        spec: dict[str, Any] = {"password": Placeholder("${" + variable + "}"), "tags": sorted(tags)}
-        found.sections.setdefault("users", {})[name] = spec
-        found.placeholders.add(variable)
-        message = f"set {variable} to the password of user {name!r} (an export never writes a password or its hash)"
-        found.notes.append((("users", name), message))
+        found.sections.setdefault("users", {})[name] = _user_spec(name, row, found)
     return found
+
+
+def _user_spec(name: str, row: dict[str, Any], found: Exported) -> dict[str, Any]:
+    """One user's entry: a password placeholder (and its note), tags and limits as the broker holds them."""
+    variable = "USER_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper() + "_PASSWORD"
+    tags = row.get("tags") or []
+    tags = [t for t in tags.split(",") if t] if isinstance(tags, str) else list(tags)
+    spec: dict[str, Any] = {"password": Placeholder("${" + variable + "}"), "tags": sorted(tags)}
+    limits = row.get("limits")
+    if isinstance(limits, dict) and limits:
+        spec["limits"] = {str(key): _whole(value) for key, value in sorted(limits.items())}
+    found.placeholders.add(variable)
+    message = f"set {variable} to the password of user {name!r} (an export never writes a password or its hash)"
+    found.notes.append((("users", name), message))
+    return spec
+
+
+def _whole(value: Any) -> Any:
+    """A limit as the broker takes it: a decimal string is its number; anything else is kept for validate to name."""
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+        return int(value)
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import os
 import re
@@ -9,12 +10,23 @@ import sys
 from typing import Any
 
 from provisioner.errors import ProvisionerError
+from provisioner.export.celery_declared import broadcast_exchanges, declared_queues, reconcile
+from provisioner.export.celery_roundtrip import restore_provisioner_settings
+from provisioner.export.celery_routes import (
+    Bindings,
+    Destination,
+    declared_on_publish,
+    describe_router,
+    destination,
+    publish_target,
+)
 from provisioner.export.document import Note, VhostExport
-from provisioner.topology.model import Queue, canonical_arguments
+from provisioner.extras import require
 
 
 def load_app(spec: str) -> Any:
     """``module:attribute`` (or just ``module``, whose ``app`` or ``celery`` is taken) -> the Celery app."""
+    require("celery", "export --celery-app")
     module_name, _, attribute = spec.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `celery -A` finds the app's module
@@ -44,97 +56,255 @@ def _unquote(text: str) -> str:
     return unquote(text)
 
 
+def import_task_modules(app: Any) -> None:
+    """Import the modules the worker imports (``imports``, ``include``, autodiscovery) so every task is registered."""
+    try:
+        app.loader.import_default_modules()
+    except Exception as error:  # the user's modules may raise anything on import
+        raise ProvisionerError(
+            f"cannot import the task modules of --celery-app: {type(error).__name__}: {error}"
+        ) from error
+
+
 def celery_sections(app: Any, vhost: VhostExport) -> tuple[dict[str, Any], dict[str, Any], list[Note]]:
-    """``tasks`` from task_routes, ``celery`` from task_default_queue; a Note for each disagreement with the broker."""
-    notes = [note for queue in app.amqp.queues.values() for note in _compare_queue(queue, vhost)]
-    tasks: dict[str, Any] = {}
-    for pattern, queue_name, where in _routes(app.conf.task_routes, notes):
-        if pattern in tasks:
-            continue  # the first route wins, as in Celery
-        tasks[pattern] = {"queue": queue_name}
-        if queue_name not in vhost.queues:
-            notes.append(
-                Note(
-                    ("tasks", pattern),
-                    f"task route {where} goes to queue {queue_name!r}, which vhost {vhost.name!r} lacks",
-                    True,
-                )
-            )
-    default_queue = str(app.conf.task_default_queue)
-    if default_queue not in vhost.queues:
-        notes.append(
-            Note(("celery",), f"the app's default queue {default_queue!r} does not exist in vhost {vhost.name!r}", True)
-        )
-    return tasks, {"default_queue": default_queue}, notes
+    """``tasks`` and ``celery`` that send every registered task where the app sends it; a Note per doubt."""
+    import_task_modules(app)
+    _check_router(app)
+    notes: list[Note] = []
+    names = sorted(str(name) for name in app.tasks)
+    sent = [destination(app, name) for name in names]  # first: routing makes the queues Celery would create
+    unrouted = destination(app, "", {})
+    static = _static_routes(app, notes)
+    _add_declared_on_publish(app, [*sent, *static])
+    notes += reconcile(app, vhost)
+    where = Bindings(
+        {x.name: x for x in vhost.topology.exchanges},
+        vhost.topology.bindings,
+        frozenset(q.name for q in vhost.topology.queues),
+    )
+    sent, static = _without_broadcasts(app, sent, notes), _without_broadcasts(app, static, notes)
+    default_queue = _landing(unrouted, where, vhost.name, notes) or _fallback_default(app, vhost, notes)
+    tasks: dict[str, dict[str, Any]] = {}
+    for route in static:
+        landed = _landing(route, where, vhost.name, notes)
+        if landed is not None and route.task not in tasks:
+            tasks[route.task] = {"queue": landed}
+    routed = {found.task: _landing(found, where, vhost.name, notes) for found in sent}
+    overrides = {
+        name: {"queue": queue}
+        for name, queue in routed.items()
+        if queue is not None and queue != (_route_of(tasks, name) or default_queue)
+    }
+    tasks = {**overrides, **tasks}
+    notes += restore_provisioner_settings(app, tasks, default_queue, vhost)
+    notes += _unconsumed(app, tasks, default_queue, names)
+    return tasks, {"default_queue": default_queue, **_runtime(app)}, notes
 
 
-def _routes(routes: Any, notes: list[Note]) -> list[tuple[str, str, str]]:
-    """(pattern, queue, description) for every route a topology can say; a Note for every other one."""
-    found: list[tuple[str, str, str]] = []
-    tables = [] if routes is None else (list(routes) if isinstance(routes, (list, tuple)) else [routes])
-    for table in tables:
-        items: list[tuple[Any, Any]]
-        if isinstance(table, dict):
-            items = list(table.items())
-        elif isinstance(table, (list, tuple)) and len(table) == 2:
-            items = [tuple(table)]  # type: ignore[list-item]
-        else:
-            notes.append(Note((), f"task route {table!r} (a router function or class) cannot be expressed; left out"))
+RUNTIME_REQUEST = "provisioner.celery.dead_letters.DeadLetteringRequest"  # what install(app) makes every task use
+
+
+def _runtime(app: Any) -> dict[str, str]:
+    """``runtime: provisioner`` when the app module called provisioner.celery.install(app): its requeues are bounded."""
+    request = getattr(app.Task, "Request", None)
+    named = f"{getattr(request, '__module__', '')}.{getattr(request, '__qualname__', '')}"
+    return {"runtime": "provisioner"} if named == RUNTIME_REQUEST else {}
+
+
+def _add_declared_on_publish(app: Any, found: list[Destination]) -> None:
+    """Queues routes name as kombu Queue objects join the app's queues: Celery declares them when it publishes."""
+    for route in found:
+        if route.declares is not None and route.declares.name not in app.amqp.queues:
+            app.amqp.queues[route.declares.name] = route.declares
+
+
+def _fallback_default(app: Any, vhost: VhostExport, notes: list[Note]) -> str:
+    """The default queue when unrouted tasks land nowhere: the app's own if the vhost has it, else its first queue."""
+    named = str(app.conf.task_default_queue)
+    if named in vhost.queues or not app.amqp.queues:
+        return named
+    chosen = sorted(app.amqp.queues)[0]
+    message = (
+        f"the app's default queue {named!r} is in neither task_queues nor vhost {vhost.name!r}, so Celery cannot "
+        f"send an unrouted task; celery.default_queue is {chosen!r} (a topology needs one): change it as you mean it"
+    )
+    notes.append(Note(("celery",), message))
+    return chosen
+
+
+def _check_router(app: Any) -> None:
+    """Celery's router of the app, built once here so that settings Celery cannot read are one clear line."""
+    try:
+        router = app.amqp.router
+        for table in router.routes:
+            getattr(table, "map", None)
+    except Exception as error:  # Celery raises what the settings make it raise (ValueError, ImportError...)
+        hint = ""
+        if isinstance(app.conf.task_routes, list) and all(isinstance(r, tuple) for r in app.conf.task_routes):
+            hint = " (a list of (pattern, route) pairs goes inside a tuple: task_routes = ([...],))"
+        raise ProvisionerError(
+            f"Celery cannot read the app's task_routes: {type(error).__name__}: {error}{hint}"
+        ) from error
+
+
+def _route_of(tasks: dict[str, Any], name: str) -> str | None:
+    """Where the rendered ``task_routes`` (one dict, as render writes it) sends ``name``."""
+    from celery.app.routes import MapRoute
+
+    route = MapRoute([(pattern, {"queue": spec["queue"]}) for pattern, spec in tasks.items()])(name)
+    return None if route is None else str(route["queue"])
+
+
+def _without_broadcasts(app: Any, found: list[Destination], notes: list[Note]) -> list[Destination]:
+    """The destinations that are not a broadcast to every worker; a Note for each task left out so."""
+    broadcast = broadcast_exchanges(app)
+    kept = []
+    said = {note.path for note in notes}
+    for destination in found:
+        if destination.exchange not in broadcast:
+            kept.append(destination)
             continue
-        for pattern, route in items:
-            queue = _route_queue(route)
-            if isinstance(pattern, re.Pattern) or not isinstance(pattern, str) or queue is None:
-                notes.append(Note((), f"task route {pattern!r} -> {route!r} cannot be expressed as tasks:; left out"))
+        if ("tasks", destination.task) in said:
+            continue
+        said.add(("tasks", destination.task))
+        notes.append(
+            Note(
+                ("tasks", destination.task),
+                f"task {destination.task!r} is broadcast to every worker (exchange {destination.exchange!r}, the "
+                f"app's Broadcast queue {broadcast[destination.exchange]!r}): a topology routes a task to one "
+                "queue, so it is left out of tasks; keep its route and the Broadcast queue in the app (the "
+                "rendered config routes and consumes neither)",
+                True,
+            )
+        )
+    return kept
+
+
+def _landing(found: Destination, where: Bindings, vhost: str, notes: list[Note]) -> str | None:
+    """The one queue a task's messages land in (Celery's own queue first); a Note when none or several."""
+    label = f"task {found.task!r}" if found.task else "an unrouted task"
+    path = ("tasks", found.task) if found.task else ("celery",)
+    if found.error is not None:
+        notes.append(Note(path, f"{label}: {found.error} when asked with no arguments; routed without it"))
+    if found.unroutable is not None:
+        if not found.task.startswith("celery."):  # Celery's own tasks go where unrouted ones go: said once
+            message = f"{label} cannot be sent by the app itself ({found.unroutable}); left out"
+            notes.append(Note(path, message, bool(found.task)))
+        return None
+    if found.router is not None:
+        notes.append(
+            Note(
+                path,
+                f"{label} is routed at publish time by {found.router}: exported where it sends it "
+                "with no arguments; other arguments may send it elsewhere",
+            )
+        )
+    queues = where.landing(found.exchange, found.routing_key, {"task": found.task, "lang": "py"})
+    if not queues:
+        outcome = (
+            "which reaches no queue in vhost {vhost!r}: the broker drops it"
+            if where.has_exchange(found.exchange)
+            else "which vhost {vhost!r} does not hold and the app does not declare: the broker refuses the "
+            "publish (NOT_FOUND, which also closes the publishing channel)"
+        ).format(vhost=vhost)
+        message = f"{label} is published to exchange {found.exchange!r} with routing key {found.routing_key!r}, "
+        notes.append(Note((), message + outcome))
+        return None
+    chosen = found.celery_queue if found.celery_queue in queues else queues[0]
+    if len(queues) > 1:
+        others = ", ".join(repr(q) for q in queues if q != chosen)
+        notes.append(
+            Note(
+                path,
+                f"{label} also reaches {others} (exchange {found.exchange!r}, key "
+                f"{found.routing_key!r}); exported to {chosen!r} only",
+            )
+        )
+    return chosen
+
+
+def _static_routes(app: Any, notes: list[Note]) -> list[Destination]:
+    """Names and globs of every route table (dict or list of pairs), in Celery's order; regexes are noted."""
+    from celery.app.routes import MapRoute
+
+    found: list[Destination] = []
+    for table in app.amqp.router.routes:
+        if not isinstance(table, MapRoute):
+            continue
+        entries = list(table.map.items())
+        for regex, route in table.patterns.items():
+            glob = glob_of(regex.pattern)
+            if glob is not None:
+                entries.append((glob, route))
                 continue
-            found.append((pattern, queue, repr(pattern)))
+            message = (
+                f"task route {regex.pattern!r} is a regular expression, which tasks: cannot hold: "
+                "the registered tasks it routes are exported by name, later ones are not"
+            )
+            notes.append(Note((), message))
+        found += [d for pattern, route in entries if (d := _route_destination(app, pattern, route, notes))]
     return found
 
 
-def _route_queue(route: Any) -> str | None:
-    """The queue name a route names: a string, a kombu Queue, or a dict with ``queue``."""
-    if isinstance(route, str):
-        return route
-    if isinstance(route, dict):
-        route = route.get("queue")
-        return route if isinstance(route, str) else getattr(route, "name", None)
-    return getattr(route, "name", None)
+def _route_destination(app: Any, pattern: str, route: Any, notes: list[Note]) -> Destination | None:
+    """Where one route entry sends a task, by Celery's Router with that entry alone."""
+    from celery.app.routes import MapRoute, Router
 
-
-def _compare_queue(declared: Any, vhost: VhostExport) -> list[Note]:
-    """The app's declaration of a queue against the broker's: what a worker would meet as PRECONDITION_FAILED."""
-    from kombu.transport.base import to_rabbitmq_queue_arguments
-
-    arguments = to_rabbitmq_queue_arguments(
-        dict(declared.queue_arguments or {}),
-        expires=declared.expires,
-        message_ttl=declared.message_ttl,
-        max_length=declared.max_length,
-        max_length_bytes=declared.max_length_bytes,
-        max_priority=declared.max_priority,
-    )
-    wanted = Queue(
-        vhost.name,
-        declared.name,
-        str(arguments.get("x-queue-type", "classic")),
-        durable=bool(declared.durable),
-        auto_delete=bool(declared.auto_delete),
-        arguments=canonical_arguments(arguments),
-    )
-    live = vhost.queues.get(declared.name)
-    if live is None:
-        return [Note(("celery",), f"the app's queue {declared.name!r} does not exist in vhost {vhost.name!r}", True)]
-    differences = [
-        f"{name} {getattr(wanted, name)!r} (broker: {getattr(live, name)!r})"
-        for name in ("type", "durable", "auto_delete", "arguments")
-        if getattr(wanted, name) != getattr(live, name)
-    ]
-    if not differences:
-        return []
-    return [
-        Note(
-            ("queues", declared.name),
-            f"the app declares queue {declared.name!r} with {', '.join(differences)}: "
-            f"its workers would fail with PRECONDITION_FAILED",
-            True,
+    router = app.amqp.router
+    try:
+        options = Router([MapRoute([(pattern, route)])], router.queues, router.create_missing, app=app).route(
+            {}, pattern
         )
-    ]
+    except Exception as error:  # QueueNotFound and the like: the app cannot send these either
+        notes.append(Note((), f"task route {pattern!r}: {type(error).__name__}: {error}"))
+        return None
+    exchange, key, queue = publish_target(app, options)
+    return Destination(pattern, exchange, key, queue, declares=declared_on_publish(app, options))
+
+
+GLOB_PARTS = re.compile(r"\\(.)|\.\*|\.|(\[[^\]]*\])|(.)", re.DOTALL)
+
+
+def glob_of(regex: str) -> str | None:
+    """The glob Celery translated into ``regex`` (fnmatch.translate), or None for a regex of the user's own."""
+    prefix, suffix = "(?s:", ")\\Z"
+    if not (regex.startswith(prefix) and regex.endswith(suffix)):
+        return None
+    glob = "".join(_glob_part(m) for m in GLOB_PARTS.finditer(regex[len(prefix) : -len(suffix)]))
+    return glob if "*" in glob and fnmatch.translate(glob) == regex else None
+
+
+def _glob_part(match: re.Match[str]) -> str:
+    escaped, bracket, plain = match.group(1), match.group(2), match.group(3)
+    if escaped is not None:
+        return escaped
+    if bracket is not None:
+        return bracket
+    if plain is not None:
+        return plain
+    return "*" if match.group(0) == ".*" else "?"
+
+
+def _unconsumed(app: Any, tasks: dict[str, Any], default_queue: str, names: list[str]) -> list[Note]:
+    """The app's queues no exported task goes to: no worker of the rendered config consumes them."""
+    from celery.app.routes import MapRoute
+
+    routers = [describe_router(r) for r in app.amqp.router.routes if not isinstance(r, MapRoute)]
+    targets = {spec.get("run_on") or spec["queue"] for spec in tasks.values()} | {default_queue}
+    broadcast = set(broadcast_exchanges(app))  # said once, with their exchange (celery_declared)
+    declared = {name for name, queue in declared_queues(app).items() if queue.exchange.name not in broadcast}
+    notes = []
+    for name in sorted(declared - targets):
+        why = (
+            f"{', '.join(routers)} may send tasks there at publish time"
+            if routers
+            else f"none of the {len(names)} registered tasks is routed there"
+        )
+        notes.append(
+            Note(
+                ("queues", name),
+                f"queue {name!r} is in the app's task_queues but no exported task goes "
+                f"there ({why}): the rendered config has no worker for it",
+            )
+        )
+    return notes

@@ -15,6 +15,8 @@ from typing import Any
 from provisioner.broker.endpoints import where
 from provisioner.broker.management import Management, ManagementError
 from provisioner.errors import ProvisionerError
+from provisioner.export.file_checks import SINGULAR, malformed
+from provisioner.protected import may_protect
 
 OBJECT_KINDS = ("exchanges", "queues", "bindings", "policies", "parameters", "operator_policies")
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -28,32 +30,105 @@ class Definitions:
     broker: dict[str, Any] = field(default_factory=dict)  # users, permissions, vhosts' metadata, ...
     source: str = ""  # for messages: "the broker at host:port" / "definitions file x.json"
     unread: str = ""  # why users and permissions could not be read, if they could not
+    duplicates: tuple[tuple[str, str, str, str], ...] = ()  # (vhost, section, name, what was kept) listed twice
 
 
 def split(data: dict[str, Any], vhosts: Sequence[str], source: str) -> Definitions:
-    """Group a definitions document by vhost; a one-vhost export (no ``vhost`` fields) is ``vhosts[0]`` or '/'."""
-    per_vhost = "vhosts" not in data and not any(
-        "vhost" in item for kind in OBJECT_KINDS for item in data.get(kind) or [] if isinstance(item, dict)
-    )
-    if per_vhost and len(vhosts) > 1:
-        raise ProvisionerError(f"{source} holds one vhost's definitions; name at most one --vhost")
-    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    if per_vhost:
-        name = vhosts[0] if vhosts else "/"
-        grouped[name] = {kind: list(data.get(kind) or []) for kind in OBJECT_KINDS}
-    else:
-        for item in data.get("vhosts") or []:
-            grouped.setdefault(item["name"], {kind: [] for kind in OBJECT_KINDS})
-        for kind in OBJECT_KINDS:
-            for item in data.get(kind) or []:
-                grouped.setdefault(item.get("vhost", "/"), {k: [] for k in OBJECT_KINDS})[kind].append(item)
+    """Group a definitions document by vhost; a one-vhost file (GET /api/definitions/{vhost}) goes whole to --vhost."""
+    per_vhost = _is_per_vhost(data)
+    grouped = _per_vhost(data, vhosts, source) if per_vhost else _grouped(data)
     missing = [name for name in vhosts if name not in grouped]
     if missing:
         raise ProvisionerError(f"vhost {missing[0]!r} is not in {source}")
     chosen = {name: grouped[name] for name in sorted(vhosts or grouped)}
+    duplicates = []
+    for name, objects in chosen.items():
+        objects["operator_policies"] = _operator_policies(objects)
+        for kind in ("exchanges", "queues", "policies"):
+            objects[kind], found = _first_of_each(name, kind, objects[kind], source)
+            duplicates += found
     broker = {k: v for k, v in data.items() if k not in OBJECT_KINDS}
+    if per_vhost:
+        broker["vhosts"] = [_per_vhost_settings(data, vhosts[0])]
     unread = "" if "users" in data else f"{source} holds no users or permissions"
-    return Definitions(chosen, broker, source, unread)
+    return Definitions(chosen, broker, source, unread, tuple(duplicates))
+
+
+def _is_per_vhost(data: dict[str, Any]) -> bool:
+    """The body of GET /api/definitions/{vhost}: no vhosts list, and exchanges, queues and bindings name no vhost."""
+    return "vhosts" not in data and not any(
+        "vhost" in item
+        for kind in ("exchanges", "queues", "bindings")
+        for item in data.get(kind) or []
+        if isinstance(item, dict)
+    )
+
+
+def _per_vhost(data: dict[str, Any], vhosts: Sequence[str], source: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    if len(vhosts) != 1:
+        raise ProvisionerError(
+            f"{source} holds one vhost's definitions (its exchanges, queues and bindings name no vhost): "
+            "name the vhost they belong to with one --vhost"
+        )
+    return {vhosts[0]: {kind: [_without_vhost(i) for i in data.get(kind) or []] for kind in OBJECT_KINDS}}
+
+
+def _per_vhost_settings(data: dict[str, Any], vhost: str) -> dict[str, Any]:
+    """A one-vhost file's own settings (4.x writes metadata, description, default queue type at the top)."""
+    entry: dict[str, Any] = {"name": vhost}
+    for key in ("metadata", "description", "default_queue_type", "tags"):
+        if key in data:
+            entry[key] = data[key]
+    return entry
+
+
+def _without_vhost(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k != "vhost"}
+
+
+def _grouped(data: dict[str, Any]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for item in data.get("vhosts") or []:
+        grouped.setdefault(item["name"], {kind: [] for kind in OBJECT_KINDS})
+    for kind in OBJECT_KINDS:
+        for item in data.get(kind) or []:
+            grouped.setdefault(item.get("vhost", "/"), {k: [] for k in OBJECT_KINDS})[kind].append(item)
+    return grouped
+
+
+def _operator_policies(objects: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Operator policies as GET /api/operator-policies lists them; a file keeps them in ``parameters``."""
+    found = list(objects.get("operator_policies") or [])
+    listed = {str(row.get("name")) for row in found}
+    for row in objects.get("parameters") or []:
+        value = row.get("value")
+        if row.get("component") == "operator_policy" and isinstance(value, dict) and row.get("name") not in listed:
+            found.append({**value, "name": row.get("name")})
+    return found
+
+
+def _first_of_each(
+    vhost: str, kind: str, items: list[dict[str, Any]], source: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, str, str, str]]]:
+    """One entry per name (the first, as listed); each name listed more than once, with what was kept."""
+    kept: dict[str, tuple[int, dict[str, Any]]] = {}
+    counts: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        counts.setdefault(str(item["name"]), []).append(index + 1)
+        kept.setdefault(str(item["name"]), (index, item))
+    duplicates = []
+    for name, places in counts.items():
+        if len(places) > 1:
+            same = all(i == kept[name][1] for i in items if str(i["name"]) == name)
+            what = SINGULAR[kind]
+            message = (
+                f"{what} {name!r} of vhost {vhost!r} is listed {len(places)} times in {source} "
+                f"(entries {', '.join(map(str, places))} of {kind}); "
+                + ("they are identical" if same else f"they differ and the export keeps entry {places[0]}")
+                + " (the broker keeps either, depending on timing)"
+            )
+            duplicates.append((vhost, kind, name, message))
+    return [item for _, item in sorted(kept.values(), key=lambda pair: pair[0])], duplicates
 
 
 def from_file(path: str, vhosts: Sequence[str]) -> Definitions:
@@ -67,25 +142,14 @@ def from_file(path: str, vhosts: Sequence[str]) -> Definitions:
         raise ProvisionerError(f"cannot read {source}: {error.strerror or error}") from error
     except (ValueError, UnicodeDecodeError) as error:
         raise ProvisionerError(f"{source} is not JSON: {str(error)[:200]}") from error
-    if not isinstance(data, dict) or not _well_formed(data):
+    except RecursionError:  # the cause is only a very deep stack
+        raise ProvisionerError(f"{source} nests too deeply to be a definitions export") from None
+    if not isinstance(data, dict) or not any(k in data for k in ("exchanges", "queues", "bindings", "vhosts")):
         raise ProvisionerError(f"{source} is not a RabbitMQ definitions export (exchanges, queues, bindings lists)")
+    refused = malformed(data)
+    if refused:
+        raise ProvisionerError(f"{source}: {refused}")
     return split(data, vhosts, source)
-
-
-def _well_formed(data: dict[str, Any]) -> bool:
-    """Lists of objects with the fields the export reads."""
-    required = {
-        "exchanges": ("name", "type"),
-        "queues": ("name",),
-        "bindings": ("source", "destination", "destination_type"),
-        "policies": ("name", "pattern"),
-        "vhosts": ("name",),
-    }
-    for kind, fields in required.items():
-        items = data.get(kind, [])
-        if not isinstance(items, list) or not all(isinstance(i, dict) and all(f in i for f in fields) for i in items):
-            return False
-    return any(kind in data for kind in ("exchanges", "queues", "bindings", "vhosts"))
 
 
 def from_broker(management: Management, vhosts: Sequence[str]) -> Definitions:
@@ -98,8 +162,9 @@ def from_broker(management: Management, vhosts: Sequence[str]) -> Definitions:
             raise ProvisionerError(f"vhost {name!r} is not in {source} (or this user cannot see it)")
     grouped = {}
     for name in sorted(vhosts or visible):
-        found = management.definitions(name) or {}
+        found = management.definitions(name, complete=True) or {}  # internal exchanges too, also on 4.3
         found["operator_policies"] = management.operator_policies(name)  # definitions leave them out
+        _mark_protected(management, name, found)
         grouped[name] = {kind: list(found.get(kind) or []) for kind in OBJECT_KINDS}
     broker: dict[str, Any] = {"vhosts": [_vhost_entry(item) for item in listed if item["name"] in grouped]}
     try:
@@ -111,6 +176,17 @@ def from_broker(management: Management, vhosts: Sequence[str]) -> Definitions:
             raise
         return Definitions(grouped, broker, source, "users and permissions need an administrator to read")
     return Definitions(grouped, broker, source)
+
+
+def _mark_protected(management: Management, vhost: str, found: dict[str, Any]) -> None:
+    """Mark the queues the broker protects (4.1+: a plugin's own) with their owner, as its queue list shows
+    it (definitions do not): the export leaves them out, as the broker's own (one request, 4.1+ only)."""
+    if not may_protect(str(found.get("rabbit_version") or "")):
+        return
+    protected = management.protected_queues(vhost)
+    for item in found.get("queues") or []:
+        if item.get("name") in protected:
+            item["internal_owner"] = protected[item["name"]]
 
 
 def _vhost_entry(item: dict[str, Any]) -> dict[str, Any]:

@@ -14,16 +14,16 @@ A new kind provides, in a module of its own under ``provisioner/kinds/``, one
   (:data:`PHASES`: creations, updates and replaces by ``creation``, then
   deletions by ``deletion``; ranks of today's kinds are listed in :data:`KINDS`);
 - ``read``: how one item of the broker's definitions document becomes the model
-  (``definitions`` names the document's list, ``accepts`` picks its items), or
-  ``None`` when its live state is read elsewhere (the account kinds: broker/accounts.py);
-- ``section``, ``schema``, ``expand`` (kinds added after the core ones): the key
-  of a vhost's body in the topology file, the JSON Schema of one entry, and how
-  an entry becomes the model; their objects live in ``Topology.others``;
+  (``definitions`` names the document's list), or ``None`` when its live state
+  is read elsewhere (the account kinds: broker/accounts.py);
 - ``describe``: the text of its create line; ``show``: how a value prints;
-- ``handlers``: the executor function of each action it supports. A handler
-  takes the apply's Executor and the changes of one phase; it imports broker
-  clients inside itself, so this registry stays pure (no pika, no requests);
-  ``write_tags``: the management user tags its writes need, if any.
+- ``actions``: the actions the executor can run on it; ``write_tags``: the
+  management user tags its writes need, if any.
+
+The function that runs each (action, kind) lives outside this registry, in
+provisioner/handlers/ (orchestration), registered into the executor's table the
+way Alembic's toimpl registers each operation: a kind never imports the executor
+or a broker client (the import contracts in pyproject.toml hold it to that).
 
 Everything else (the diff's field differences, the plan's order and text, the
 executor's dispatch, the check that every phase has a handler) derives from it.
@@ -31,18 +31,17 @@ executor's dispatch, the check that every phase has a handler) derives from it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from provisioner.kinds.kind import Handler, Kind
-from provisioner.plan import Action, FieldChange
+from provisioner.kinds import accounts, binding, exchange, policy, queue, runtime_parameters, vhost
+from provisioner.kinds.kind import Kind
+from provisioner.plan import Action, Change, FieldChange
 
 
 def _registry() -> dict[str, Kind]:
-    # Imported here: a kind module imports this one for Kind.
-    from provisioner.kinds import accounts, binding, exchange, policy, queue, runtime_parameters, vhost
-
     # One line per kind. Ranks today (creation, deletion): vhost 10, vhost_limit 20/80, user 30/90,
-    # permission 40/70, topic_permission 50/60, exchange 60/50, queue 70/40, binding 80/30,
+    # permission 40/70, exchange 60/50, topic_permission 65/45, queue 70/40, binding 80/30,
     # policy 90/10, operator_policy 95/20, global_parameter 15/95, federation_upstream 100/6, shovel 105/5
     # (tests/test_kinds.py holds the whole order).
     kinds = (
@@ -74,14 +73,11 @@ PHASES: tuple[tuple[Action, str], ...] = tuple(
     )
 )
 PHASE_INDEX = {phase: index for index, phase in enumerate(PHASES)}
-HANDLERS: dict[tuple[Action, str], Handler] = {
-    (action, kind.name): handler for kind in KINDS.values() for action, handler in kind.handlers.items()
-}
 
 
-def added_kinds() -> tuple[Kind, ...]:
-    """The kinds written in a section of their own (``Kind.section``): loaded, read and compared generically."""
-    return tuple(kind for kind in KINDS.values() if kind.section)
+def in_phase_order(changes: Iterable[Change]) -> tuple[Change, ...]:
+    """Changes in the one order of execution; a stable sort, so each phase keeps the order it was given."""
+    return tuple(sorted(changes, key=lambda change: PHASE_INDEX[(change.action, change.kind)]))
 
 
 def kind_of(resource: Any) -> Kind:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from provisioner.kinds.kind import Kind, afters, befores
-from provisioner.plan import Action, Change
+from provisioner.kinds.kind import Kind
+from provisioner.plan import Action
 from provisioner.topology.model import Binding, canonical_arguments
-
-if TYPE_CHECKING:
-    from provisioner.apply import Executor
 
 
 def _read(vhost: str, item: dict[str, Any]) -> Binding:
@@ -23,19 +20,11 @@ def _read(vhost: str, item: dict[str, Any]) -> Binding:
     )
 
 
-def _bind(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor.declare_all("bind", afters(changes, Binding))
-
-
-def _unbind(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor.declare_all("unbind", befores(changes, Binding))
-
-
 BINDING = Kind(
     "binding",
     creation=80,
     deletion=30,
-    handlers={Action.CREATE: _bind, Action.DELETE: _unbind},
+    actions=(Action.CREATE, Action.DELETE),
     definitions="bindings",
     read=_read,
 )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from provisioner.kinds.kind import Kind, afters, befores
-from provisioner.plan import Action, Change, value_text
-from provisioner.topology.model import Binding, Exchange, Queue, canonical_arguments
-
-if TYPE_CHECKING:
-    from provisioner.apply import Executor
+from provisioner.kinds.kind import Kind
+from provisioner.plan import Action, value_text
+from provisioner.topology.model import Exchange, canonical_arguments
 
 
 def _describe(exchange: Exchange) -> str:
@@ -36,34 +33,11 @@ def _read(vhost: str, item: dict[str, Any]) -> Exchange:
     )
 
 
-def _declare(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor.declare_all("declare", afters(changes, Exchange))
-
-
-def _replace(executor: Executor, changes: tuple[Change, ...]) -> None:
-    """Delete and declare again; the broker drops the exchange's bindings with it, so bind them again."""
-    for change in changes:
-        (exchange,) = afters((change,), Exchange)
-        rebind: list[Exchange | Queue | Binding] = [
-            b
-            for b in executor.desired.bindings
-            if b.vhost == exchange.vhost
-            and (b.source == exchange.name or (b.destination_type == "exchange" and b.destination == exchange.name))
-        ]
-        executor.declare_all("delete", befores((change,), Exchange))
-        executor.declare_all("declare", [exchange])
-        executor.declare_all("bind", rebind)
-
-
-def _delete(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor.declare_all("delete", befores(changes, Exchange))
-
-
 EXCHANGE = Kind(
     "exchange",
     creation=60,
     deletion=50,
-    handlers={Action.CREATE: _declare, Action.REPLACE: _replace, Action.DELETE: _delete},
+    actions=(Action.CREATE, Action.REPLACE, Action.DELETE),
     compared=("type", "durable", "auto_delete", "internal"),
     table="arguments",
     immutable=("type", "durable", "auto_delete", "internal", "*"),

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from provisioner.plan import Action, Change, FieldChange, value_text
+from provisioner.plan import Action, FieldChange, value_text
 
-if TYPE_CHECKING:
-    from provisioner.apply import Executor
-
-Handler = Callable[["Executor", tuple[Change, ...]], None]
-T = TypeVar("T")
 DELETIONS_AFTER = 1_000  # above every creation rank: all deletions run after all creations
 EVERY_TABLE_KEY = "*"  # in ``immutable``: any difference in the table forces a replace too
 
@@ -24,7 +19,7 @@ class Kind:
     name: str
     creation: int
     deletion: int
-    handlers: Mapping[Action, Handler]
+    actions: tuple[Action, ...]  # what the executor does to it; each has a handler in provisioner/handlers/
     compared: tuple[str, ...] = ()
     table: str = ""
     immutable: tuple[str, ...] = ()
@@ -33,14 +28,6 @@ class Kind:
     show: Callable[[Any], str] = value_text
     definitions: str = ""
     read: Callable[[str, dict[str, Any]], Any] | None = None
-    # A kind added after the core ones (vhost, exchange, queue, binding, policy, accounts), whose
-    # objects live in Topology.others: the key of a vhost's body in the topology file that holds
-    # ``{name: spec}``, the JSON Schema of one spec, how a spec becomes the model, and which items
-    # of its ``definitions`` list are its own (parameters of every component share one list).
-    section: str = ""
-    schema: dict[str, Any] | None = None
-    expand: Callable[[str, str, Any], Any] | None = None
-    accepts: Callable[[dict[str, Any]], bool] = field(default=lambda item: True)
     write_tags: tuple[str, ...] = ()  # management user tags that may write it, when its writes need one
 
     def phases(self) -> list[tuple[int, Action]]:
@@ -48,7 +35,7 @@ class Kind:
         return [
             (DELETIONS_AFTER + self.deletion if action is Action.DELETE else self.creation, action)
             for action in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
-            if action in self.handlers
+            if action in self.actions
         ]
 
     def from_definitions(self, vhost: str, item: dict[str, Any]) -> Any:
@@ -76,18 +63,3 @@ class Kind:
     def reason(self, changes: tuple[FieldChange, ...]) -> str:
         """The fields' differences as one line for people: ``x-max-length: 1000 -> 5000; ...``."""
         return "; ".join(change.text(self.show) for change in changes)
-
-
-def afters(changes: tuple[Change, ...], model: type[T]) -> list[T]:
-    """The objects the changes declare, as their model class."""
-    return [_as(change.after, model) for change in changes]
-
-
-def befores(changes: tuple[Change, ...], model: type[T]) -> list[T]:
-    """The objects the changes delete, as their model class."""
-    return [_as(change.before, model) for change in changes]
-
-
-def _as(resource: Any, model: type[T]) -> T:
-    assert isinstance(resource, model), resource
-    return resource

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from provisioner.kinds.kind import Kind, afters
-from provisioner.plan import Action, Change, value_text
+from provisioner.kinds.kind import Kind
+from provisioner.plan import Action, value_text
 from provisioner.topology.model import OperatorPolicy, Policy
-
-if TYPE_CHECKING:
-    from provisioner.apply import Executor
 
 
 def _describe(policy: Policy) -> str:
@@ -29,35 +26,11 @@ def read_policy(model: type[Policy], vhost: str, item: dict[str, Any]) -> Policy
     )
 
 
-def _put(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for policy in afters(changes, Policy):
-        body = {
-            "pattern": policy.pattern,
-            "definition": policy.definition,
-            "priority": policy.priority,
-            "apply-to": policy.apply_to,
-        }
-        executor.management.put_policy(policy.vhost, policy.name, body)
-        executor.mark_done()
-
-
-def _delete(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        executor.management.delete_policy(change.vhost, change.name)
-        executor.mark_done()
-
-
-def _delete_operator_policy(executor: Executor, changes: tuple[Change, ...]) -> None:
-    for change in changes:
-        executor.management.delete_operator_policy(change.vhost, change.name)
-        executor.mark_done()
-
-
 POLICY = Kind(
     "policy",
     creation=90,
     deletion=10,
-    handlers={Action.CREATE: _put, Action.UPDATE: _put, Action.DELETE: _delete},
+    actions=(Action.CREATE, Action.UPDATE, Action.DELETE),
     compared=("pattern", "apply_to", "priority"),
     table="definition",
     describe=_describe,
@@ -69,7 +42,7 @@ OPERATOR_POLICY = Kind(
     "operator_policy",
     creation=90,
     deletion=20,
-    handlers={Action.DELETE: _delete_operator_policy},
+    actions=(Action.DELETE,),
     compared=POLICY.compared,
     table=POLICY.table,
     describe=_describe,

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from provisioner.errors import UnsafeChange
 from provisioner.kinds.exchange import arguments_text
-from provisioner.kinds.kind import Kind, afters, befores
-from provisioner.plan import Action, Change
+from provisioner.kinds.kind import Kind
+from provisioner.plan import Action
 from provisioner.topology.model import Queue, canonical_arguments
-
-if TYPE_CHECKING:
-    from provisioner.apply import Executor
 
 
 def _describe(queue: Queue) -> str:
@@ -34,45 +30,11 @@ def _read(vhost: str, item: dict[str, Any]) -> Queue:
     )
 
 
-def _declare(executor: Executor, changes: tuple[Change, ...]) -> None:
-    executor.declare_all("declare", afters(changes, Queue))
-
-
-def _replace(executor: Executor, changes: tuple[Change, ...]) -> None:
-    """Move every message through a temporary queue (migration/steps.py); refused without --migrate."""
-    from provisioner.migration.amqp import run_migration
-
-    endpoints = executor.endpoints
-    for queue in afters(changes, Queue):
-        report = run_migration(
-            queue,
-            endpoints.amqp_parameters(queue.vhost),
-            executor.management,
-            allow_consumers=executor.options.force,
-            backoff=executor.management.backoff,
-        )
-        executor.report.messages_migrated += report.restored  # messages, not moves: each moves out and back
-        executor.mark_done()
-
-
-def _delete(executor: Executor, changes: tuple[Change, ...]) -> None:
-    """Delete queues, checking exact counts first: the management API's figures lag."""
-    for change in changes:
-        if not executor.options.force:
-            counts = executor.amqp(change.vhost).queue_counts([change.name]).get(change.name)
-            if counts is not None and any(counts):
-                raise UnsafeChange(
-                    f"queue {change.name!r} in {change.vhost!r} now holds {counts[0]} messages and "
-                    f"{counts[1]} consumers; not deleted (--force deletes it)"
-                )
-    executor.declare_all("delete", befores(changes, Queue))
-
-
 QUEUE = Kind(
     "queue",
     creation=70,
     deletion=40,
-    handlers={Action.CREATE: _declare, Action.REPLACE: _replace, Action.DELETE: _delete},
+    actions=(Action.CREATE, Action.REPLACE, Action.DELETE),
     compared=("type", "durable", "auto_delete"),
     table="arguments",
     immutable=("type", "durable", "auto_delete", "*"),

@@ -5,14 +5,18 @@ The migration moves through a temporary queue named ``{queue}.provisioner-migrat
 0. probe: declare a throwaway queue with the new properties, check the broker
    keeps them, delete it; a declaration the broker refuses (or changes) stops
    the migration before the old queue is touched;
-1. declare the temporary queue (durable, no arguments: it can neither drop,
-   expire nor dead-letter anything);
+1. declare the temporary queue (durable, no arguments), guarded by a policy of
+   our own (parking.py) so no policy of anyone's can limit, expire or drop what
+   it parks; a message whose own expiration passes there is dead-lettered as in
+   its own queue;
 2. for each binding: bind the temporary queue, then unbind the old one, so
    publishing never stops and nothing is unroutable;
 3. move every message from the old queue to the temporary one with publisher
    confirms (a message is acked at the source only once the target confirmed it);
-4. delete the old queue once it is empty and unconsumed, declare it with the new
-   properties;
+4. swap: when a basic.get finds the old queue empty, delete it (if-empty) and
+   declare it with the new properties in the same breath (pipelined on one
+   channel), so publishers that address it directly, through the default
+   exchange, lose no time with nowhere to go and cannot keep the move busy;
 5. move the bindings back, move the messages back, delete the temporary queue.
 
 Nothing is remembered between steps but the broker's own state: each round
@@ -30,34 +34,27 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from provisioner.errors import BrokerError, UnsafeChange
-from provisioner.topology.model import MIGRATE_SUFFIX, PROBE_SUFFIX, Binding, Queue, canonical_arguments
+from provisioner.limits import breach, effective_limits
+from provisioner.migration import (  # noqa: F401  # re-exported: the names callers used before the move
+    MAX_NAME_BYTES,
+    is_migration_queue,
+    original_name,
+    suffixed,
+    temporary_name,
+)
+from provisioner.migration.parking import divertible
+from provisioner.topology.model import PROBE_SUFFIX, Binding, Queue, canonical_arguments
 
 MAX_ROUNDS = 20  # a normal migration takes 5; more means something keeps undoing the work
-LENGTH_LIMITS = ("x-max-length",)
 PROBE_EXPIRES_MS = 60_000  # a probe left behind by a killed apply deletes itself
 
 log = logging.getLogger(__name__)
 
 
-def temporary_name(queue: str) -> str:
-    """The name of the temporary queue that marks a migration of ``queue`` in progress."""
-    return f"{queue}{MIGRATE_SUFFIX}"
-
-
-def is_migration_queue(name: str) -> bool:
-    """Whether a live queue is a migration in progress: plan shows it, prune never deletes it."""
-    return name.endswith(MIGRATE_SUFFIX)
-
-
-def original_name(temporary: str) -> str:
-    """The queue a temporary queue belongs to."""
-    return temporary[: -len(MIGRATE_SUFFIX)]
-
-
 def probe_queue(target: Queue) -> Queue:
     """The throwaway queue that tries the target's declaration (expiring unless the target sets x-expires)."""
     return replace(
-        target, name=f"{target.name}{PROBE_SUFFIX}", arguments={"x-expires": PROBE_EXPIRES_MS, **target.arguments}
+        target, name=suffixed(target.name, PROBE_SUFFIX), arguments={"x-expires": PROBE_EXPIRES_MS, **target.arguments}
     )
 
 
@@ -73,6 +70,8 @@ class LiveQueue:
     arguments: dict[str, Any] = field(default_factory=dict)
     messages: int = 0  # ready messages, counted over AMQP (never the management API's stale figure)
     consumers: int = 0
+    message_bytes: int | None = 0  # the management API's figure (it lags; None: the broker keeps no statistics)
+    policy: dict[str, Any] = field(default_factory=dict)  # the effective policy definition
 
     def matches(self, target: Queue) -> bool:
         """Whether this queue already has the target's immutable properties."""
@@ -135,7 +134,17 @@ class Delete:
     quorum: bool  # quorum queues refuse if-empty: emptiness is checked by hand
 
 
-Step = Probe | Declare | Bind | Unbind | Move | Delete
+@dataclass(frozen=True)
+class Swap:
+    """Delete the old queue the moment it is seen empty and declare the new one at once."""
+
+    queue: Queue  # the new properties
+    quorum: bool  # whether the old queue is a quorum queue (no if-empty)
+    temporary: str  # where a message that arrives meanwhile is moved
+    divert: bool = False  # whether a policy may send what arrives meanwhile to the temporary queue (parking.py)
+
+
+Step = Probe | Declare | Bind | Unbind | Move | Delete | Swap
 
 
 def temporary_queue(target: Queue, live: LiveQueue | None) -> Queue:
@@ -144,7 +153,7 @@ def temporary_queue(target: Queue, live: LiveQueue | None) -> Queue:
     return Queue(target.vhost, temporary_name(target.name), "quorum" if quorum else "classic")
 
 
-def refusal(observation: Observation, target: Queue, allow_consumers: bool = False) -> str | None:
+def refusal(observation: Observation, target: Queue, allow_consumers: bool = False, force: bool = False) -> str | None:
     """Why the next round must not run (the broker is left as it is, re-runnable), or None."""
     live, temporary = observation.queue, observation.temporary
     if temporary is not None and temporary.consumers:
@@ -154,7 +163,7 @@ def refusal(observation: Observation, target: Queue, allow_consumers: bool = Fal
         )
     if live is None or live.matches(target):
         return None  # nothing of the old queue is left to lose
-    if observation.temporary is None and (reason := _refusal_to_start(live, target)):
+    if observation.temporary is None and (reason := _refusal_to_start(live, target, force)):
         return reason
     if live.consumers and not allow_consumers:
         return (
@@ -164,16 +173,16 @@ def refusal(observation: Observation, target: Queue, allow_consumers: bool = Fal
     return None
 
 
-def _refusal_to_start(live: LiveQueue, target: Queue) -> str | None:
+def _refusal_to_start(live: LiveQueue, target: Queue, force: bool) -> str | None:
     if "stream" in (live.type, target.type):
         return f"queue {target.name!r}: stream queues cannot be migrated (their messages are not consumed away)"
-    if live.exclusive or not live.durable:
-        return f"queue {target.name!r} is exclusive or transient: it belongs to a client, not to the topology"
-    for name in LENGTH_LIMITS:
-        limit = canonical_arguments(target.arguments).get(name)
-        if isinstance(limit, int) and live.messages > limit:
-            return f"queue {target.name!r} holds {live.messages} messages, more than the new {name} {limit} would keep"
-    return None
+    if live.exclusive:
+        return f"queue {target.name!r} is exclusive: it belongs to a client connection, not to the topology"
+    if force:
+        return None
+    limits = effective_limits(canonical_arguments(target.arguments), live.policy)
+    reason = breach(target.name, limits, live.messages, live.message_bytes)
+    return f"{reason}; nothing was moved (--force migrates anyway)" if reason else None
 
 
 def _moved(bindings: tuple[Binding, ...], source: str, destination: str) -> tuple[Step, ...]:
@@ -201,7 +210,12 @@ def next_steps(observation: Observation, target: Queue) -> tuple[Step, ...]:
             Probe(probe_queue(target)),  # again: the old queue is deleted in this phase
             *_moved(observation.bindings, target.name, temp_name),
             Move(target.name, temp_name),
-            Delete(target.name, live.type == "quorum"),
+            Swap(
+                target,
+                live.type == "quorum",
+                temp_name,
+                divertible(target.type, (live.arguments, canonical_arguments(target.arguments))),
+            ),
         )
     return (
         *_moved(observation.bindings, temp_name, target.name),
@@ -220,6 +234,7 @@ class MigrationBroker(Protocol):
     def unbind(self, binding: Binding) -> None: ...
     def move(self, source: str, destination: str) -> int: ...
     def delete_if_empty(self, queue: str, quorum: bool) -> bool: ...
+    def swap(self, step: Swap) -> bool: ...
 
 
 class MigrationStopped(BrokerError):
@@ -234,6 +249,7 @@ class MigrationReport:
     steps: list[Step] = field(default_factory=list)
     parked: int = 0  # moved from the old queue into the temporary one
     restored: int = 0  # moved from the temporary queue into the new one: the messages migrated
+    cancelled: int = 0  # consumers of the old queue (--force) the swap cancelled: they must reconnect
 
     @property
     def moves(self) -> int:
@@ -281,6 +297,10 @@ def _delete(step: Delete, broker: MigrationBroker, report: MigrationReport) -> b
     return broker.delete_if_empty(step.queue, step.quorum)  # False: not yet empty, observe again
 
 
+def _swap(step: Swap, broker: MigrationBroker, report: MigrationReport) -> bool:
+    return broker.swap(step)  # False: publishers kept it from being seen empty, move and try again
+
+
 # One small function per step; each returns False when the phase must be observed again.
 RUNNERS: dict[type, Callable[[Any, MigrationBroker, MigrationReport], bool]] = {
     Probe: _probe,
@@ -289,6 +309,7 @@ RUNNERS: dict[type, Callable[[Any, MigrationBroker, MigrationReport], bool]] = {
     Unbind: _unbind,
     Move: _move,
     Delete: _delete,
+    Swap: _swap,
 }
 
 
@@ -296,7 +317,8 @@ def where_messages_are(observation: Observation, target: Queue, done: list[Step]
     """Where the queue's messages are after the steps done since ``observation``, and what to run."""
     temp_name = temporary_name(target.name)
     deleted = {step.queue for step in done if isinstance(step, Delete)}
-    declared = {step.queue.name for step in done if isinstance(step, Declare)}
+    declared_now = {step.queue.name for step in done if isinstance(step, Swap)}
+    declared = {step.queue.name for step in done if isinstance(step, Declare)} | declared_now
     queue_there = (observation.queue is not None or target.name in declared) and target.name not in deleted
     temporary_there = (observation.temporary is not None or temp_name in declared) and temp_name not in deleted
     if queue_there and temporary_there:
@@ -341,6 +363,7 @@ def migrate_queue(
     *,
     allow_consumers: bool = False,
     before_step: Callable[[Step], None] | None = None,
+    force: bool = False,
 ) -> MigrationReport:
     """Bring the live queue to ``target``'s properties, keeping every message; safe to re-run."""
     report = MigrationReport(target.name)
@@ -357,8 +380,10 @@ def migrate_queue(
         steps = next_steps(observation, target)
         if not steps:
             return report
-        if reason := refusal(observation, target, allow_consumers):
+        if reason := refusal(observation, target, allow_consumers, force):
             raise UnsafeChange(reason)
+        if live is not None and live.consumers and any(isinstance(step, Swap) for step in steps):
+            report.cancelled = max(report.cancelled, live.consumers)
         _run_round(steps, observation, target, broker, report, before_step)
     raise MigrationStopped(
         f"migration of queue {target.name!r} did not settle in {MAX_ROUNDS} rounds (something keeps changing it); "

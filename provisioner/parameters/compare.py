@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from provisioner.kinds.runtime_parameters import OPERATOR_POLICY, describe
 from provisioner.parameters import BY_KIND, KINDS
-from provisioner.parameters.core import Parameter, ParameterKind, Uri, same_value, value_text
-from provisioner.parameters.load import Parameters
-from provisioner.plan import Action, Change, Unmanaged
+from provisioner.parameters.core import Parameter, ParameterKind, Parameters, Uri, same_value, value_text
+from provisioner.plan import Action, Change, Plan, Unmanaged
 
 
 @dataclass(frozen=True)
@@ -67,16 +67,6 @@ def _left(resource: Parameter, desired: Parameters, prune: bool) -> Change | Unm
     return Unmanaged(resource, note)
 
 
-def describe(parameter: Parameter) -> str:
-    """The create line's text: the value, URIs masked."""
-    value, own = parameter.value, BY_KIND[parameter.kind].describe
-    if own is not None:
-        return own(value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {value_text(v)}" for k, v in sorted(value.items()))
-    return value_text(value)
-
-
 def difference(before: Parameter, after: Parameter) -> str:
     """``ack-mode: "on-publish" -> "on-confirm"`` for each top-level field that differs."""
     old, new = before.value, after.value
@@ -98,3 +88,27 @@ def _changed(name: str, old: Any, new: Any) -> str:
 
 def _text(value: Any) -> str:
     return "(none)" if value is None else value_text(value)
+
+
+def with_parameter_changes(plan: Plan, desired: Parameters, live: LiveParameters, prune: bool) -> Plan:
+    """The plan with the parameter kinds' changes added (unordered: planning orders the plan once).
+
+    In a vhost whose operator policies the topology owns, they are compared
+    here (the vhost diff lists them otherwise), and the ones it declares are
+    not drift.
+    """
+    found, left, problems = parameter_differences(desired, live, prune)
+    owned = {vhost for vhost, kind in desired.owned if kind == OPERATOR_POLICY.name}
+
+    def generic(kind: str, vhost: str) -> bool:
+        return kind == OPERATOR_POLICY.name and vhost in owned
+
+    declared = {p.key for p in desired.objects}
+    changes = [c for c in plan.changes if not generic(c.kind, c.vhost)] + found
+    return replace(
+        plan,
+        changes=tuple(changes),
+        unmanaged=tuple(u for u in plan.unmanaged if not generic(u.resource.kind, u.resource.vhost)) + tuple(left),
+        drift=tuple(d for d in plan.drift if d.policy.key not in declared),
+        problems=plan.problems + tuple(problems),
+    )

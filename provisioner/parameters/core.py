@@ -57,8 +57,6 @@ class ParameterKind:
 
     kind: str  # as plans name it: operator_policy, federation_upstream, shovel, global_parameter
     file_key: str  # the topology's key: operator_policies, federation_upstreams, shovels, parameters
-    collection: Callable[[str], str]  # API path of every object of a vhost ("" for cluster-wide kinds)
-    item: Callable[[str, str], str]  # API path of one object (vhost, name)
     from_file: Callable[[Any], Any]  # the file's spec -> the broker's value (canonical)
     from_row: Callable[[dict[str, Any]], Any]  # a row the API lists -> the broker's value (canonical)
     body: Callable[[Parameter], dict[str, Any]]  # the PUT body
@@ -158,3 +156,28 @@ def value_text(value: Any) -> str:
     if isinstance(value, Uri):
         return str(value)
     return json.dumps(value) if isinstance(value, str) else json.dumps(value, default=str)
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The desired objects of every parameter kind.
+
+    A vhost owns a kind when its body names the kind's key (``shovels: {}``
+    owns them and wants none); global parameters are managed when
+    ``parameters:`` is present and pruned only with ``parameters_exclusive``.
+    """
+
+    objects: tuple[Parameter, ...] = ()
+    owned: frozenset[tuple[str, str]] = frozenset()  # (vhost, kind); vhost "" for cluster-wide kinds
+    exclusive: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.owned
+
+    def owns(self, vhost: str, kind: str) -> bool:
+        return (vhost, kind) in self.owned
+
+    def secrets(self) -> set[str]:
+        """The passwords inside URIs, for the CLI's last line of defence (redact)."""
+        return {secret for parameter in self.objects for secret in parameter.secrets()}

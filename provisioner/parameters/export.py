@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
 from provisioner.parameters import BY_KIND, COMPONENTS, KINDS
 from provisioner.parameters.core import Placeholder, Uri, masked
 
@@ -34,7 +35,7 @@ def export_vhost_parameters(objects: dict[str, list[dict[str, Any]]]) -> Exporte
         found.sections.setdefault("operator_policies", {})[row["name"]] = spec | {"definition": value["definition"]}
     for row in sorted(objects.get("parameters") or [], key=lambda r: (str(r.get("component")), str(r.get("name")))):
         kind = COMPONENTS.get(str(row.get("component")))
-        if kind is None or kind.kind == "operator_policy" or not isinstance(row.get("value"), dict):
+        if kind is None or kind.kind == OPERATOR_POLICY.name or not isinstance(row.get("value"), dict):
             continue  # operator policies come from their own list above
         spec = {key.replace("-", "_"): value for key, value in sorted(row["value"].items())}
         section = kind.file_key

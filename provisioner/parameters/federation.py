@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from provisioner.parameters.core import Parameter, ParameterKind, dashed, wrap_uris
 
@@ -17,8 +16,6 @@ def vhost_parameter(component: str, uri_fields: tuple[str, ...]) -> dict[str, An
         return {"component": component, "vhost": parameter.vhost, "name": parameter.name, "value": parameter.plain()}
 
     return {
-        "collection": lambda vhost: f"parameters/{component}/{quote(vhost, safe='')}",
-        "item": lambda vhost, name: f"parameters/{component}/{quote(vhost, safe='')}/{quote(name, safe='')}",
         "from_file": lambda spec: wrap_uris(dashed(spec), uri_fields),
         "from_row": lambda row: wrap_uris(row.get("value") or {}, uri_fields),
         "body": body,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from provisioner.parameters.core import Parameter, ParameterKind
 
@@ -20,8 +19,6 @@ def _body(parameter: Parameter) -> dict[str, Any]:
 GLOBAL_PARAMETER = ParameterKind(
     kind="global_parameter",
     file_key="parameters",
-    collection=lambda vhost: "global-parameters",
-    item=lambda vhost, name: f"global-parameters/{quote(name, safe='')}",
     from_file=lambda spec: spec,
     from_row=lambda row: row.get("value"),
     body=_body,

@@ -7,37 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import Problem
 from provisioner.parameters import KINDS
-from provisioner.parameters.core import Key, Parameter
+from provisioner.parameters.core import Key, Parameter, Parameters
 
 if TYPE_CHECKING:  # only a type here: importing provisioner.topology would import this module back
-    from provisioner.topology.load import Document
+    from provisioner.topology.documents import Document
 
 EXCLUSIVE = "parameters_exclusive"
-
-
-@dataclass(frozen=True)
-class Parameters:
-    """The desired objects of every parameter kind.
-
-    A vhost owns a kind when its body names the kind's key (``shovels: {}``
-    owns them and wants none); global parameters are managed when
-    ``parameters:`` is present and pruned only with ``parameters_exclusive``.
-    """
-
-    objects: tuple[Parameter, ...] = ()
-    owned: frozenset[tuple[str, str]] = frozenset()  # (vhost, kind); vhost "" for cluster-wide kinds
-    exclusive: bool = False
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.owned
-
-    def owns(self, vhost: str, kind: str) -> bool:
-        return (vhost, kind) in self.owned
-
-    def secrets(self) -> set[str]:
-        """The passwords inside URIs, for the CLI's last line of defence (redact)."""
-        return {secret for parameter in self.objects for secret in parameter.secrets()}
 
 
 @dataclass

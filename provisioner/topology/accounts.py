@@ -1,4 +1,4 @@
-"""Users, permissions, topic permissions and vhost settings and limits: the model and how a file declares them.
+"""Users, permissions, topic permissions, vhost settings and limits: the model (read_accounts.py reads files).
 
 A password lives only in memory, inside a Credential whose text is always
 ``(hidden)``: no plan, JSON document, error or log line can show it. Whether a
@@ -8,12 +8,9 @@ password changed is decided by hashing it with the live hash's salt and algorith
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from provisioner.errors import Problem
-from provisioner.parameters.core import Parameter
-from provisioner.parameters.load import Parameters, ParametersReader
-from provisioner.topology.load import Document
+from provisioner.parameters.core import Parameter, Parameters
 
 Key = tuple[str, ...]
 
@@ -46,6 +43,28 @@ class Credential:
         return password_matches(self.password, live.password_hash or "", live.hashing_algorithm)
 
 
+# The bytes of a stored hash: a 4-byte salt and the digest of each hashing module.
+HASH_BYTES = {SHA256: 4 + 32, "rabbit_password_hashing_sha512": 4 + 64, "rabbit_password_hashing_md5": 4 + 16}
+
+
+def hash_problem(password_hash: str, algorithm: str) -> str | None:
+    """Why the broker refuses ``password_hash`` (not base64), or why no password could match it (its length)."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(password_hash.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return "password_hash is not base64 (the broker refuses it; copy it as the broker exports it)"
+    expected = HASH_BYTES.get(algorithm)
+    if expected is not None and len(raw) != expected:
+        return (
+            f"password_hash holds {len(raw)} bytes; {algorithm} stores {expected} (a 4-byte salt and the digest), "
+            "so no password would ever match it"
+        )
+    return None
+
+
 def password_matches(password: str, password_hash: str, algorithm: str) -> bool:
     """The broker's check: base64(salt(4 bytes) + H(salt + utf8 password)) with H the user's algorithm."""
     import base64
@@ -76,7 +95,7 @@ class User:
 
     @property
     def key(self) -> Key:
-        return ("user", self.name)
+        return (self.kind, self.name)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -99,7 +118,7 @@ class Permission:
 
     @property
     def key(self) -> Key:
-        return ("permission", self.vhost, self.user)
+        return (self.kind, self.vhost, self.user)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -122,7 +141,7 @@ class TopicPermission:
 
     @property
     def key(self) -> Key:
-        return ("topic_permission", self.vhost, self.user, self.exchange)
+        return (self.kind, self.vhost, self.user, self.exchange)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -160,7 +179,7 @@ class VhostLimit:
 
     @property
     def key(self) -> Key:
-        return ("vhost_limit", self.vhost, self.name)
+        return (self.kind, self.vhost, self.name)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -200,99 +219,12 @@ class Accounts:
         return (vhost, kind) in self.owned
 
 
-VHOST_KEYS = {"permissions": "permission", "topic_permissions": "topic_permission", "limits": "vhost_limit"}
+@dataclass(frozen=True)
+class LiveAccounts:
+    """The broker's users (None: not read) and, per managed vhost, its settings, limits and permissions."""
 
-
-@dataclass
-class AccountsReader:
-    """Collects the accounts of every document; the same object twice is a problem at its line."""
-
-    problems: list[Problem] = field(default_factory=list)
-    users: dict[str, User] | None = None
-    exclusive: bool = False
-    objects: dict[Key, Any] = field(default_factory=dict)
-    owned: set[tuple[str, str]] = field(default_factory=set)
-    parameters: ParametersReader = field(default_factory=ParametersReader)
-
-    def add_document(self, document: Document, bodies: list[tuple[str, dict[str, Any], tuple[Any, ...]]]) -> None:
-        data = document.data
-        if "vhosts" in data:
-            for clash in ("description", "default_queue_type", *VHOST_KEYS):
-                if clash in data:
-                    self.problems.append(
-                        document.problem(
-                            [clash], f"'{clash}' cannot stand beside 'vhosts'; move it under a vhost", at_key=True
-                        )
-                    )
-        if "users" in data:
-            self.users = {} if self.users is None else self.users
-            for name, spec in (data["users"] or {}).items():
-                self._user(document, name, spec or {})
-        self.exclusive = self.exclusive or bool(data.get("users_exclusive"))
-        for vhost, body, base in bodies:
-            self._vhost(document, vhost, body, base)
-        self.parameters.add_document(document, bodies)
-        self.problems += self.parameters.problems
-        self.parameters.problems = []
-
-    def _user(self, document: Document, name: str, spec: dict[str, Any]) -> None:
-        assert self.users is not None
-        path = ["users", name]
-        if name in self.users:
-            self.problems.append(document.problem(path, f"user {name!r} is defined twice", at_key=True))
-            return
-        if ("password" in spec) == ("password_hash" in spec):
-            self.problems.append(
-                document.problem(
-                    path, f"user {name!r} needs either password (from ${{VAR}}) or password_hash", at_key=True
-                )
-            )
-            return
-        if "hashing_algorithm" in spec and "password_hash" not in spec:
-            self.problems.append(
-                document.problem([*path, "hashing_algorithm"], "hashing_algorithm goes with password_hash")
-            )
-        credential = Credential(spec.get("password"), spec.get("password_hash"), spec.get("hashing_algorithm", SHA256))
-        tags = tuple(sorted(set(spec.get("tags") or ())))
-        self.users[name] = User(name, tags, dict(sorted((spec.get("limits") or {}).items())), credential)
-
-    def _vhost(self, document: Document, vhost: str, body: dict[str, Any], base: tuple[Any, ...]) -> None:
-        if "description" in body or "default_queue_type" in body:
-            settings = VhostSettings(vhost, body.get("description"), body.get("default_queue_type"))
-            self._add(document, [*base, "description" if "description" in body else "default_queue_type"], settings)
-        for key, kind in VHOST_KEYS.items():
-            if key in body:
-                self.owned.add((vhost, kind))
-        for user, spec in (body.get("permissions") or {}).items():
-            permission = Permission(vhost, user, spec["configure"], spec["write"], spec["read"])
-            self._add(document, [*base, "permissions", user], permission)
-        for user, entries in (body.get("topic_permissions") or {}).items():
-            for index, spec in enumerate(entries or []):
-                topic = TopicPermission(vhost, user, spec["exchange"], spec["write"], spec["read"])
-                self._add(document, [*base, "topic_permissions", user, index], topic)
-        for name, value in (body.get("limits") or {}).items():
-            self._add(document, [*base, "limits", name], VhostLimit(vhost, name, value))
-
-    def _add(self, document: Document, path: list[Any], resource: Any) -> None:
-        if resource.key in self.objects:
-            what = f"{resource.kind} {resource.name!r} in vhost {resource.vhost!r}"
-            self.problems.append(document.problem(path, f"{what} is defined twice"))
-            return
-        self.objects[resource.key] = resource
-
-    def accounts(self) -> Accounts:
-        def of(cls: type) -> tuple[Any, ...]:
-            return tuple(sorted((o for o in self.objects.values() if isinstance(o, cls)), key=lambda o: o.key))
-
-        return Accounts(
-            users=None
-            if self.users is None and not self.exclusive
-            else tuple(sorted((self.users or {}).values(), key=lambda u: u.key)),
-            users_exclusive=self.exclusive,
-            permissions=of(Permission),
-            topic_permissions=of(TopicPermission),
-            settings=of(VhostSettings),
-            limits=of(VhostLimit),
-            owned=frozenset(self.owned),
-            parameters=self.parameters.parameters(),
-        )
+    users: tuple[User, ...] | None = None
+    settings: dict[str, VhostSettings] = field(default_factory=dict)  # only vhosts that exist
+    limits: tuple[VhostLimit, ...] = ()
+    permissions: tuple[Permission, ...] = ()
+    topic_permissions: tuple[TopicPermission, ...] = ()

@@ -20,6 +20,9 @@ MAX_EXPIRY_MS = 2**32 - 1  # the broker's limit for TTLs and expiry
 ALL_TYPES = frozenset({"classic", "quorum", "stream"})
 CLASSIC, QUORUM, STREAM = frozenset({"classic"}), frozenset({"quorum"}), frozenset({"stream"})
 NOT_STREAM = frozenset({"classic", "quorum"})
+MAX_ROUTING_KEY_BYTES = 255  # AMQP's short string
+# A stream's retention: a positive whole number and a unit (Years, Months, Days, hours, minutes, seconds).
+MAX_AGE_PATTERN, MAX_AGE_FORM = "[1-9][0-9]*[YMDhms]", "a positive whole number and a unit Y, M, D, h, m or s (7D)"
 _DECIMAL = re.compile(r"-?[0-9]+")  # ASCII digits only: "²".isdigit() is True, int("²") fails
 
 
@@ -34,22 +37,30 @@ class Argument:
     minimum: int = 0
     maximum: int = INT64_MAX
     choices: tuple[str, ...] = ()
-    queue_types: frozenset[str] = ALL_TYPES
+    queue_types: frozenset[str] = ALL_TYPES  # the queue types that take it (RabbitMQ 3.10 and 4.x alike)
+    pattern: str = ""  # the form a string value must have, as a regular expression
+    form: str = ""  # that form in words
+    max_bytes: int = 0  # a string value's limit in UTF-8 bytes (a routing key: 255)
 
 
 QUEUE_ARGUMENTS: dict[str, Argument] = {
     a.name: a
     for a in (
-        Argument("x-max-length", "int", "max_length", "max-length"),
+        Argument("x-max-length", "int", "max_length", "max-length", queue_types=NOT_STREAM),
         Argument("x-max-length-bytes", "int", "max_length_bytes", "max-length-bytes"),
         Argument("x-message-ttl", "int", "message_ttl", "message-ttl", 0, MAX_EXPIRY_MS, queue_types=NOT_STREAM),
         Argument("x-expires", "int", "expires", "expires", 1, MAX_EXPIRY_MS, queue_types=NOT_STREAM),
         Argument(
-            "x-overflow", "str", "overflow", "overflow", choices=("drop-head", "reject-publish", "reject-publish-dlx")
+            "x-overflow",
+            "str",
+            "overflow",
+            "overflow",
+            choices=("drop-head", "reject-publish", "reject-publish-dlx"),
+            queue_types=NOT_STREAM,
         ),
         Argument("x-max-priority", "int", "max_priority", "", 0, 255, queue_types=CLASSIC),
         Argument("x-delivery-limit", "int", "delivery_limit", "delivery-limit", queue_types=QUORUM),
-        Argument("x-single-active-consumer", "bool", "single_active_consumer"),
+        Argument("x-single-active-consumer", "bool", "single_active_consumer", queue_types=NOT_STREAM),
         Argument("x-queue-mode", "str", "queue_mode", "queue-mode", choices=("default", "lazy"), queue_types=CLASSIC),
         Argument(
             "x-dead-letter-strategy",
@@ -59,13 +70,21 @@ QUEUE_ARGUMENTS: dict[str, Argument] = {
             choices=("at-most-once", "at-least-once"),
             queue_types=QUORUM,
         ),
-        Argument("x-quorum-initial-group-size", "int", "initial_cluster_size", "", 1),
-        Argument("x-max-age", "str", "max_age", "max-age", queue_types=STREAM),
-        Argument("x-stream-max-segment-size-bytes", "int", "", "stream-max-segment-size-bytes", 1),
-        Argument("x-initial-cluster-size", "int", "", "", 1),
+        Argument("x-quorum-initial-group-size", "int", "initial_cluster_size", "", 1, queue_types=QUORUM),
+        Argument(
+            "x-max-age", "str", "max_age", "max-age", queue_types=STREAM, pattern=MAX_AGE_PATTERN, form=MAX_AGE_FORM
+        ),
+        Argument("x-stream-max-segment-size-bytes", "int", "", "stream-max-segment-size-bytes", 1, queue_types=STREAM),
+        Argument("x-initial-cluster-size", "int", "", "", 1, queue_types=STREAM),
         Argument("x-dead-letter-exchange", "str", "", "dead-letter-exchange", queue_types=NOT_STREAM),
-        # Streams ignore it; the refusal is reported once, through x-dead-letter-exchange.
-        Argument("x-dead-letter-routing-key", "str", "", "dead-letter-routing-key"),
+        Argument(
+            "x-dead-letter-routing-key",
+            "str",
+            "",
+            "dead-letter-routing-key",
+            queue_types=NOT_STREAM,
+            max_bytes=MAX_ROUTING_KEY_BYTES,
+        ),
         Argument(
             "x-queue-master-locator",
             "str",
@@ -74,7 +93,15 @@ QUEUE_ARGUMENTS: dict[str, Argument] = {
             choices=("client-local", "min-masters", "random"),
             queue_types=CLASSIC,
         ),
-        Argument("x-queue-leader-locator", "str", "", "queue-leader-locator"),
+        # Classic queues take it from 4.0 on, as the replacement of the denied master locator (readiness.py);
+        # 3.10 refuses it on them, which validate cannot know: apply says so in one line.
+        Argument(
+            "x-queue-leader-locator",
+            "str",
+            "",
+            "queue-leader-locator",
+            choices=("client-local", "balanced", "random", "least-leaders"),
+        ),
         Argument("x-queue-version", "int", "", "queue-version", 1, 2, queue_types=CLASSIC),
         Argument("x-max-in-memory-length", "int", "", "max-in-memory-length", queue_types=QUORUM),
         Argument("x-max-in-memory-bytes", "int", "", "max-in-memory-bytes", queue_types=QUORUM),
@@ -111,6 +138,10 @@ def value_problem(value: Any, argument: Argument | None) -> str | None:
         return f"must be a string, not {describe(value)}"
     elif argument.choices and value not in argument.choices:
         return f"must be one of {' | '.join(argument.choices)}, not {value!r}"
+    elif argument.pattern and not re.fullmatch(argument.pattern, value):
+        return f"must be {argument.form}, not {value!r}"
+    elif argument.max_bytes and (size := len(value.encode("utf-8", "surrogatepass"))) > argument.max_bytes:
+        return f"is {size} bytes (UTF-8); the broker takes at most {argument.max_bytes}"
     return None
 
 

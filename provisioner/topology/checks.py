@@ -8,7 +8,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from provisioner.errors import Problem
-from provisioner.topology import readiness
+from provisioner.kinds.exchange import EXCHANGE
+from provisioner.kinds.policy import POLICY
+from provisioner.kinds.queue import QUEUE
+from provisioner.patterns import compiled
+from provisioner.topology import broker_checks, readiness
 from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS, table_value_problem, value_problem
 from provisioner.topology.dead_letter_cycles import check_dead_letter_cycles
 from provisioner.topology.expand import QUEUE_POLICY_PREFIX, Origin
@@ -29,22 +33,6 @@ MAX_NAME_BYTES = 255
 BUILT_IN_EXCHANGES = frozenset(
     {"amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match", "amq.rabbitmq.trace"}
 )
-CLASSIC_ONLY = {"x-max-priority": "max_priority", "x-queue-mode": "queue_mode"}
-QUORUM_ONLY = {"x-delivery-limit": "delivery_limit", "x-dead-letter-strategy": "dead_letter_strategy"}
-STREAM_REFUSES = {
-    "x-max-priority": "max_priority",
-    "x-message-ttl": "message_ttl",
-    "x-expires": "expires",
-    "x-dead-letter-exchange": "dead_letter",
-    "x-delivery-limit": "delivery_limit",
-}
-
-_REFUSED_BY_TYPE = {  # the arguments each queue type refuses
-    "classic": QUORUM_ONLY,
-    "quorum": CLASSIC_ONLY,
-    "stream": {**STREAM_REFUSES, **QUORUM_ONLY, **CLASSIC_ONLY},
-}
-
 Check = Callable[[Topology, dict[Key, Origin]], Iterator[Problem]]
 
 
@@ -88,25 +76,25 @@ def _surely_fine_name(resource: VHost | Exchange | Queue | Policy) -> bool:
         return False
     if len(name) > _SHORT_ENOUGH and len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return False
-    if resource.kind not in ("exchange", "queue"):
+    if resource.kind not in (EXCHANGE.name, QUEUE.name):
         return True
     if name.startswith((" ", "amq.")) or name.endswith(" "):
         return False
-    return resource.kind == "exchange" or not (name.endswith((MIGRATE_SUFFIX, PROBE_SUFFIX)) or name == LOCK_QUEUE)
+    return resource.kind == EXCHANGE.name or not (name.endswith((MIGRATE_SUFFIX, PROBE_SUFFIX)) or name == LOCK_QUEUE)
 
 
 def _name_problems(resource: VHost | Exchange | Queue | Policy, origin: Origin) -> Iterator[Problem]:
     if len(resource.name.encode("utf-8")) > MAX_NAME_BYTES:
         yield origin.problem(f"{resource.kind} name is longer than {MAX_NAME_BYTES} bytes (UTF-8)", at_key=True)
-    if resource.kind in ("exchange", "queue") and not plain_name(resource.name):
+    if resource.kind in (EXCHANGE.name, QUEUE.name) and not plain_name(resource.name):
         yield origin.problem(
             f"{resource.kind} name {resource.name!r} has white space around it or a control character: "
             "the broker trims names, so it would hold another object than the topology names",
             at_key=True,
         )
-    if resource.kind in ("exchange", "queue") and resource.name.startswith("amq."):
+    if resource.kind in (EXCHANGE.name, QUEUE.name) and resource.name.startswith("amq."):
         yield origin.problem(f"{resource.kind} names starting with 'amq.' are reserved by the broker", at_key=True)
-    if resource.kind == "queue" and (
+    if resource.kind == QUEUE.name and (
         resource.name.endswith((MIGRATE_SUFFIX, PROBE_SUFFIX)) or resource.name == LOCK_QUEUE
     ):
         yield origin.problem(f"queue name {resource.name!r} is reserved by provisioner itself", at_key=True)
@@ -208,19 +196,25 @@ def check_queue_types(topology: Topology, origins: dict[Key, Origin]) -> Iterato
                 yield origin.problem(f"{queue.type} queues are always durable", "durable")
             if queue.auto_delete:
                 yield origin.problem(f"{queue.type} queues cannot be auto_delete", "auto_delete")
-        refused = _REFUSED_BY_TYPE[queue.type]
-        for argument, friendly in refused.items():
-            if argument in queue.arguments:
-                where = _written_at(origin, friendly, argument)
-                yield origin.problem(f"{argument} is not supported on {queue.type} queues", *where)
-        if queue.type != "stream" and "x-max-age" in queue.arguments:
-            yield origin.problem("x-max-age is for stream queues only", *_written_at(origin, "max_age", "x-max-age"))
+        yield from _refused_by_type(queue, origin)
         strategy = queue.arguments.get("x-dead-letter-strategy")
         if strategy == "at-least-once" and queue.arguments.get("x-overflow") != "reject-publish":
             yield origin.problem(
                 "at-least-once dead-lettering needs overflow: reject-publish (the broker falls back to at-most-once)",
                 "dead_letter_strategy",
             )
+
+
+def _refused_by_type(queue: Queue, origin: Origin) -> Iterator[Problem]:
+    """The known arguments the queue's type refuses (the argument table says which types take each)."""
+    for name in queue.arguments:
+        argument = QUEUE_ARGUMENTS.get(name)
+        if argument is None or queue.type in argument.queue_types:
+            continue
+        if name == "x-dead-letter-routing-key" and "x-dead-letter-exchange" in queue.arguments:
+            continue  # one dead-letter refusal is enough: it is said through x-dead-letter-exchange
+        where = _written_at(origin, argument.friendly or name, name)
+        yield origin.problem(f"{name} is not supported on {queue.type} queues", *where)
 
 
 def _written_at(origin: Origin, friendly: str, argument: str) -> tuple[str, ...]:
@@ -233,20 +227,14 @@ def _written_at(origin: Origin, friendly: str, argument: str) -> tuple[str, ...]
 
 
 def check_policies(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Problem]:
-    """Patterns compile, and a queue's own settings policy is not shadowed by another policy."""
-    for policy in topology.policies:
-        try:
-            re.compile(policy.pattern)
-        except re.error as error:
-            yield origins[policy.key].problem(f"pattern is not a regular expression: {error}", "pattern")
+    """A queue's own settings policy is not shadowed by another policy."""
     own_by_vhost = _queues_with_own_policy(topology, origins)
     for policy in topology.policies:
         if _is_queue_policy(policy.key, origins) or policy.apply_to == "exchanges":
             continue
-        try:
-            pattern = re.compile(policy.pattern)
-        except re.error:
-            continue
+        pattern = compiled(policy.pattern)
+        if pattern is None:
+            continue  # broker_checks.py reports it
         for queue in own_by_vhost.get(policy.vhost, ()):
             if pattern.search(queue.name):
                 yield origins[policy.key].problem(
@@ -312,6 +300,8 @@ def check_values(topology: Topology, origins: dict[Key, Origin]) -> Iterator[Pro
             if problem:
                 origin = origins[queue.key]
                 where = _written_at(origin, argument.friendly if argument and argument.friendly else name, name)
+                if name == "x-dead-letter-routing-key" and origin.document.has([*origin.path, "dead_letter"]):
+                    where = ("dead_letter", "routing_key")
                 yield origin.problem(f"{where[-1]} {problem}" if argument else f"{name}: {problem}", *where)
         if "x-dead-letter-routing-key" in queue.arguments and "x-dead-letter-exchange" not in queue.arguments:
             yield origins[queue.key].problem(
@@ -340,7 +330,7 @@ def warn_upgrade_readiness(topology: Topology, origins: dict[Key, Origin]) -> It
     generated = {key for key, origin in origins.items() if origin.generated_by}
     for finding in readiness.findings(topology, exempt=generated):
         origin = origins[finding.key]
-        if finding.key[0] == "policy":
+        if finding.key[0] == POLICY.name:
             base = () if _is_queue_policy(finding.key, origins) else ("definition",)
             sub = (*base, finding.setting) if origin.document.has([*origin.path, *base, finding.setting]) else ()
             yield origin.warning(f"{finding.setting}: {finding.why}", *sub, at_key=not sub)
@@ -365,5 +355,6 @@ CHECKS: tuple[Check, ...] = (
     check_dead_letter_cycles,
     check_task_patterns,
     check_values,
+    *broker_checks.CHECKS,
     warn_upgrade_readiness,
 )

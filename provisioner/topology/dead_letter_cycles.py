@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 
 from provisioner.errors import Problem
+from provisioner.kinds.queue import QUEUE
 from provisioner.topology.expand import Origin
 from provisioner.topology.model import Binding, Key, Queue, Topology
 
@@ -41,11 +42,11 @@ def _dead_letter_targets(topology: Topology, queue: Queue) -> list[Key]:
     else:
         return []
     if exchange == "" and key:
-        return [("queue", queue.vhost, key)]
+        return [(QUEUE.name, queue.vhost, key)]
     found = topology.exchange(queue.vhost, exchange)
     exchange_type = found.type if found is not None else "direct"
     return [
-        ("queue", b.vhost, b.destination)
+        (QUEUE.name, b.vhost, b.destination)
         for b in topology.bindings_from(queue.vhost, exchange)
         if b.destination_type == "queue" and _routes(exchange_type, b, key)
     ]

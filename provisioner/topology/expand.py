@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.errors import Problem
-from provisioner.topology.accounts import AccountsReader
-from provisioner.topology.load import Document
+from provisioner.kinds.binding import BINDING
+from provisioner.kinds.queue import QUEUE
+from provisioner.kinds.vhost import VHOST
+from provisioner.topology.documents import Document
 from provisioner.topology.model import (
     QUEUE_ARGUMENT_NAMES,
     Binding,
@@ -32,7 +34,9 @@ from provisioner.topology.model import (
     Topology,
     VHost,
     canonical_arguments,
+    canonical_definition,
 )
+from provisioner.topology.read_accounts import AccountsReader
 
 DEFAULT_VHOST = "/"
 DEFAULT_DEAD_LETTER_SUFFIX = "dead"
@@ -83,7 +87,7 @@ class Expansion:
             self.origins[key] = origin
             return
         first = self.origins[key]
-        if resource.kind == "binding" or (existing == resource and origin.generated_by and first.generated_by):
+        if resource.kind == BINDING.name or (existing == resource and origin.generated_by and first.generated_by):
             return  # a binding's content is its identity: the same binding twice is one binding
         how = f" (by {origin.generated_by or first.generated_by})" if origin.generated_by or first.generated_by else ""
         what = f"{resource.kind} {_name_of(resource)!r} in vhost {resource.vhost!r}"
@@ -119,9 +123,8 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
     celery = _celery_settings(documents, expansion)
     retry_queues = _retry_queues(celery, expansion)
     by_kind: dict[str, list[Any]] = {"vhost": [], "exchange": [], "queue": [], "binding": [], "policy": []}
-    others: list[Any] = []
     for resource in expansion.objects.values():
-        by_kind.get(resource.kind, others).append(resource)
+        by_kind[resource.kind].append(resource)
     topology = Topology(
         vhosts=tuple(sorted(by_kind["vhost"], key=lambda v: v.key)),
         exchanges=tuple(by_kind["exchange"]),
@@ -135,7 +138,6 @@ def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Ori
         celery=celery,
         sources=tuple(d.file for d in documents),
         accounts=accounts.accounts(),
-        others=tuple(sorted(others, key=lambda resource: resource.key)),
     )
     origins = dict(expansion.origins)
     for route, origin in expansion.tasks:
@@ -157,7 +159,7 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
                 )
     for vhost, body, base in vhost_bodies(document):
         origin = Origin(document, base or (("vhost",) if "vhost" in data else ()))
-        if ("vhost", vhost) not in expansion.objects:
+        if (VHOST.name, vhost) not in expansion.objects:
             expansion.add(VHost(vhost), origin)
         for name, spec in (body.get("exchanges") or {}).items():
             _expand_exchange(vhost, name, spec, Origin(document, (*base, "exchanges", name)), expansion)
@@ -168,7 +170,7 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
                 vhost=vhost,
                 name=name,
                 pattern=spec["pattern"],
-                definition=dict(spec["definition"]),
+                definition=canonical_definition(spec["definition"]),
                 apply_to=spec.get("apply_to", "queues"),
                 priority=spec.get("priority", 0),
             )
@@ -177,7 +179,6 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
             _add_external(
                 ExternalExchange(vhost, name), Origin(document, (*base, "external_exchanges", index)), expansion
             )
-        _expand_added_kinds(vhost, body, base, document, expansion)
     for pattern, spec in (data.get("tasks") or {}).items():
         retry = spec.get("retry")
         route = TaskRoute(
@@ -190,18 +191,6 @@ def _expand_document(document: Document, expansion: Expansion) -> None:
         expansion.tasks.append((route, Origin(document, ("tasks", pattern))))
     if "celery" in data:
         expansion.celery.append((dict(data["celery"] or {}), Origin(document, ("celery",))))
-
-
-def _expand_added_kinds(
-    vhost: str, body: dict[str, Any], base: tuple[Any, ...], document: Document, expansion: Expansion
-) -> None:
-    """Objects of the kinds added through the registry, each kind from its own section of the vhost."""
-    from provisioner.kinds import added_kinds  # here: the registry imports the model, which imports this package
-
-    for kind in added_kinds():
-        assert kind.expand is not None, f"kind {kind.name} has a section but no expand"
-        for name, spec in (body.get(kind.section) or {}).items():
-            expansion.add(kind.expand(vhost, name, spec), Origin(document, (*base, kind.section, name)))
 
 
 def _add_external(exchange: ExternalExchange, origin: Origin, expansion: Expansion) -> None:
@@ -308,7 +297,7 @@ def _expand_queue(vhost: str, name: str, spec: dict[str, Any], origin: Origin, e
             vhost=vhost,
             name=f"{QUEUE_POLICY_PREFIX}{name}",
             pattern=f"^{re.escape(name)}$",
-            definition=policy_definition,
+            definition=canonical_definition(policy_definition),
             apply_to="queues",
         )
         expansion.add(
@@ -371,11 +360,12 @@ def _celery_settings(documents: list[Document], expansion: Expansion) -> CeleryS
                 origin.problem(f"a second 'celery' section; the first is at {first.where()}", at_key=True)
             )
     section = expansion.celery[0][0] if expansion.celery else {}
-    vhosts = sorted({k[1] for k in expansion.objects if k[0] == "vhost"})
+    vhosts = sorted({k[1] for k in expansion.objects if k[0] == VHOST.name})
     default_vhost = DEFAULT_VHOST if DEFAULT_VHOST in vhosts or not vhosts else vhosts[0]
     return CelerySettings(
         vhost=section.get("vhost", default_vhost),
         default_queue=section.get("default_queue", "celery"),
+        runtime=section.get("runtime"),
     )
 
 
@@ -390,7 +380,7 @@ def _retry_queues(celery: CelerySettings, expansion: Expansion) -> tuple[RetryQu
         if route.retry is None or route.retry.via != "broker":
             continue
         work_name = route.work_queue(celery.default_queue)
-        work = expansion.objects.get(("queue", celery.vhost, work_name))
+        work = expansion.objects.get((QUEUE.name, celery.vhost, work_name))
         if not isinstance(work, Queue):
             continue  # the reference check reports the missing queue
         here = Origin(origin.document, (*origin.path, "retry"), f"the broker retries of task {route.pattern!r}")

@@ -14,13 +14,14 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from provisioner.topology.accounts import AccountResource, Accounts
-from provisioner.topology.arguments import QUEUE_ARGUMENTS, parse_integer
+from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS, parse_integer
 
 Key = tuple[str, ...]
 
 # Names the provisioner keeps for its own objects; a topology may not use them.
 LOCK_QUEUE = "provisioner.lock"  # the apply lock (provisioner.broker.lock)
 MIGRATE_SUFFIX = ".provisioner-migrate"  # a migration's temporary queue (migration/steps.py)
+MIGRATE_POLICY_PREFIX = "provisioner-migrate-"  # guards a temporary queue (migration/parking.py)
 PROBE_SUFFIX = ".provisioner-probe"  # a migration's trial declaration, deleted at once (migration/steps.py)
 
 # The broker's built-in exchanges a binding may name, and their types.
@@ -65,6 +66,21 @@ def canonical_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
     return result
 
 
+def canonical_definition(definition: dict[str, Any]) -> dict[str, Any]:
+    """A policy definition as the broker takes it: an integer key written as a decimal string ("42") is an int.
+
+    The broker's policy validators refuse "42" where they take 42; a topology may write either, as for arguments.
+    """
+    result = dict(definition)
+    for key, value in definition.items():
+        argument = BY_POLICY_KEY.get(key)
+        if argument is not None and argument.kind == "int" and isinstance(value, str):
+            number = parse_integer(value)
+            if number is not None:
+                result[key] = number
+    return result
+
+
 def arguments_text(arguments: dict[str, Any]) -> str:
     """Stable text of an argument table, used in binding keys and plan output."""
     if not arguments:
@@ -81,7 +97,7 @@ class VHost:
 
     @property
     def key(self) -> Key:
-        return ("vhost", self.name)
+        return (self.kind, self.name)
 
     @property
     def vhost(self) -> str:
@@ -106,7 +122,7 @@ class Exchange:
 
     @property
     def key(self) -> Key:
-        return ("exchange", self.vhost, self.name)
+        return (self.kind, self.vhost, self.name)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -126,7 +142,7 @@ class Queue:
 
     @property
     def key(self) -> Key:
-        return ("queue", self.vhost, self.name)
+        return (self.kind, self.vhost, self.name)
 
     @property
     def declare_arguments(self) -> dict[str, Any]:
@@ -157,7 +173,7 @@ class Binding:
     @property
     def key(self) -> Key:
         return (
-            "binding",
+            self.kind,
             self.vhost,
             self.source,
             self.destination_type,
@@ -192,7 +208,7 @@ class Policy:
 
     @property
     def key(self) -> Key:
-        return ("policy", self.vhost, self.name)
+        return (self.kind, self.vhost, self.name)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -206,7 +222,7 @@ class OperatorPolicy(Policy):
 
     @property
     def key(self) -> Key:
-        return ("operator_policy", self.vhost, self.name)
+        return (self.kind, self.vhost, self.name)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -304,10 +320,16 @@ class TaskRoute:
 
 @dataclass(frozen=True)
 class CelerySettings:
-    """The ``celery`` section: the vhost the workers use and their default queue."""
+    """The ``celery`` section: the vhost the workers use, their default queue, and what settles their messages."""
 
     vhost: str = "/"
     default_queue: str = "celery"
+    runtime: str | None = None  # "provisioner": workers call provisioner.celery.install(app); "celery": plain
+
+    @property
+    def bounds_requeues(self) -> bool:
+        """Whether the workers requeue a failed task at most once (then dead-letter it), whatever the broker counts."""
+        return self.runtime == "provisioner"
 
 
 @dataclass(frozen=True)
@@ -326,11 +348,10 @@ class Topology:
     celery: CelerySettings = field(default_factory=CelerySettings)
     sources: tuple[str, ...] = ()
     accounts: Accounts = field(default_factory=Accounts)  # users, permissions, vhost settings (accounts.py)
-    others: tuple[Any, ...] = ()  # objects of the kinds added through the registry (provisioner/kinds), by key
 
     def resources(self) -> tuple[Resource, ...]:
         """Every broker object, in creation order (vhosts, exchanges, queues, bindings, policies)."""
-        return (*self.vhosts, *self.exchanges, *self.queues, *self.bindings, *self.policies, *self.others)
+        return (*self.vhosts, *self.exchanges, *self.queues, *self.bindings, *self.policies)
 
     def in_vhost(self, vhost: str) -> Topology:
         """The part of the topology that lives in one vhost."""
@@ -348,7 +369,6 @@ class Topology:
             tasks=self.tasks if self.celery.vhost == vhost else (),
             celery=self.celery,
             sources=self.sources,
-            others=tuple(o for o in self.others if o.vhost == vhost),
         )
 
     def queue(self, vhost: str, name: str) -> Queue | None:

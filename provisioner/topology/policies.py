@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from provisioner.patterns import compiled
 from provisioner.topology.model import Policy
 
 # apply-to values and the objects they reach (3.12 added the per-queue-type ones).
@@ -43,10 +44,7 @@ class Effective:
 
 @lru_cache(maxsize=4096)
 def _compiled(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern)
-    except re.error:
-        return None  # the broker refuses such a policy; checks.py reports it for topology policies
+    return compiled(pattern)  # None: the broker refuses such a policy; broker_checks.py reports it
 
 
 def matches(policy: Policy, target: str, name: str) -> bool:

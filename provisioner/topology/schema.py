@@ -1,4 +1,4 @@
-"""Validate a loaded document against the JSON Schema in schemas/ (the single source of the shape).
+"""Validate a loaded document against the JSON Schema in provisioner/schema/ (the one copy; schemas/ links to it).
 
 A valid document is recognised by the schema's precompiled predicate; jsonschema
 (slow to import, slower to run) is loaded only to explain an invalid one.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import Problem
 from provisioner.topology.arguments import BY_POLICY_KEY, QUEUE_ARGUMENTS
-from provisioner.topology.load import Document, collector_paused
+from provisioner.topology.documents import Document, collector_paused
 from provisioner.topology.precompiled import Predicate, compile_schema
 
 if TYPE_CHECKING:
@@ -25,19 +25,13 @@ if TYPE_CHECKING:
 
 @cache
 def topology_schema() -> dict[str, Any]:
-    """The topology JSON Schema, as shipped in the package (a copy of schemas/topology.schema.json).
+    """The topology JSON Schema, as shipped in the package (schemas/topology.schema.json is a link to it).
 
     Read beside this module, not through importlib.resources: that import alone
     (zipfile, tempfile, shutil) costs more than reading the file.
     """
     text = (Path(__file__).parent.parent / "schema" / "topology.schema.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
-    from provisioner.kinds import added_kinds  # here: the registry imports the model, which imports this package
-
-    for kind in added_kinds():  # each added kind's section, in both forms of a vhost's body
-        section = {"type": "object", "additionalProperties": kind.schema or {}}
-        schema["properties"][kind.section] = section
-        schema["$defs"]["vhostBody"]["properties"][kind.section] = section
     return schema
 
 
@@ -164,7 +158,7 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
     return [error]
 
 
-URI_PATTERN = "^amqps?://"  # federation and shovel URIs (schemas/topology.schema.json, $defs/uri)
+URI_PATTERN = "^amqps?://"  # federation and shovel URIs (provisioner/schema/topology.schema.json, $defs/uri)
 
 
 def _message(error: ValidationError) -> str:
@@ -191,6 +185,11 @@ def _message(error: ValidationError) -> str:
         return "must be an amqp:// or amqps:// URI (the value is not shown: it may hold a password)"
     if error.validator == "pattern" and field == "type":
         return f"{error.instance!r} is not an exchange type (direct | fanout | topic | headers | x-...)"
+    if error.validator == "pattern" and len(error.absolute_path) > 1 and error.absolute_path[-2] == "tags":
+        return (
+            f"tag {error.instance!r} holds a comma or a space at an end: the broker splits tags on commas and trims "
+            "them, so it would never hold this tag as written"
+        )
     if error.validator == "minLength" and field == "exchange":
         return 'the default exchange ("") cannot be bound; every queue already receives its name as routing key there'
     if error.validator == "oneOf" and field == "dead_letter":

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from provisioner.errors import Problem
-from provisioner.topology.load import Document
+from provisioner.topology.documents import Document
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$\$")
 
@@ -39,6 +39,9 @@ def interpolate(
                 return "$"
             name, default = match.group(1), match.group(2)
             value = env.get(name)
+            if value is not None and not _utf8(value):
+                problems.append(document.problem(path, f"environment variable {name} is not UTF-8 text"))
+                return match.group(0)
             if value is None or (value == "" and ":-" in match.group(0)):
                 if default is None:
                     problems.append(document.problem(path, f"environment variable {name} is not set"))
@@ -48,14 +51,16 @@ def interpolate(
 
         return _VARIABLE.sub(one, text)
 
-    def walk(node: Any, path: list[Any]) -> None:
+    stack: list[tuple[Any, list[Any]]] = [(document.data, [])]
+    while stack:  # iterative: no nesting depth can exhaust the stack (text_guard.py refuses the deep ones)
+        node, path = stack.pop()
         items: Iterable[tuple[Any, Any]]
         if isinstance(node, dict):
             items = list(node.items())
         elif isinstance(node, list):
             items = list(enumerate(node))
         else:
-            return
+            continue
         for key, value in items:
             if isinstance(value, str) and "$" in value:
                 result = substitute(value, [*path, key])
@@ -63,10 +68,17 @@ def interpolate(
                 keep = not whole or (wants_text is not None and wants_text([*path, key]))
                 node[key] = result if keep else _typed(result)
             else:
-                walk(value, [*path, key])
-
-    walk(document.data, [])
+                stack.append((value, [*path, key]))
     return problems
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is UTF-8 (the environment keeps other bytes as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _TYPED_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"})
