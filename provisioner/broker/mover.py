@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from provisioner.broker.lazy import LazyModule
-from provisioner.broker.pump import MoveStalled, Pump, Send, Stop, foreign_user_id
+from provisioner.broker.pump import MoveNacked, MoveStalled, Pump, Send, Stop, foreign_user_id
 from provisioner.broker.retry import Backoff
 from provisioner.broker.shovel import BrokerShovel
 
@@ -124,6 +124,9 @@ def drain(
             marker_room=marker_room,
             final_sync=True,  # the next round of this loop takes the marker
         )
-        moved += pump.run(total=waiting, until_empty=lambda: count(source) == 0).moved
+        try:
+            moved += pump.run(total=waiting, until_empty=lambda: count(source) == 0).moved
+        except MoveNacked as error:  # which move, so a re-run's log says where the broker refused
+            raise MoveNacked(f"{error} moving {source!r} to {destination!r}") from error
     log.info("moved %d messages %s -> %s", moved, source, destination)
     return moved

@@ -175,13 +175,14 @@ class PikaMigrationBroker:
 
     def _park(self, temporary: str, before: bool = False) -> None:
         """Put our policy on the temporary queue (before declaring it), or check it is the one in force."""
+        policies = self.management.policies(self.vhost)
         refusal = limiting_operator_policy(self.management.operator_policies(self.vhost), temporary)
-        refusal = refusal or rival_policy(self.management.policies(self.vhost), temporary)
+        refusal = refusal or rival_policy(policies, temporary)
         if refusal is not None:
             raise UnsafeChange(refusal)
         if before:
             original = self.management.queue(self.vhost, self._originals.get(temporary, temporary))
-            self.management.put_policy(self.vhost, policy_name(temporary), policy_body(temporary, original))
+            self.management.put_policy(self.vhost, policy_name(temporary), policy_body(temporary, original, policies))
             return
         if (problem := policy_problem(self.management.queue(self.vhost, temporary), temporary)) is not None:
             raise UnsafeChange(f"{problem}; nothing more was moved")
@@ -204,6 +205,8 @@ class PikaMigrationBroker:
 
     def move(self, source: str, destination: str) -> int:
         """Move every message (the shovel or the pump), each acked at the source once its copy is confirmed."""
+        if not is_migration_queue(destination):
+            self._no_diversion_left(destination)
         guard = None if self.force or is_migration_queue(destination) else self._limits_guard(source, destination)
         sync_every, marker_room = self._markers(source)
         return unblocked(
@@ -307,6 +310,19 @@ class PikaMigrationBroker:
             if self._delete_and_declare(step, channel):
                 return None
         return moved
+
+    def _no_diversion_left(self, queue: str) -> None:
+        """Remove a diversion still defined for ``queue`` before moving messages into it.
+
+        Each round removes it first (observe), but a killed run's request to add
+        it may reach the broker later than that: under it every copy would be
+        refused and dead-lettered straight back to the temporary queue, beside
+        its original (duplicates, again on every retry). One GET of the policies.
+        """
+        name = divert_policy_name(queue)
+        if any(policy.get("name") == name for policy in self.management.policies(self.vhost)):
+            log.warning("a diversion of queue %r was left in force (a killed run's?): removed", queue)
+            self._undivert(queue)
 
     def _undivert(self, queue: str) -> None:
         self.management.delete_policy(self.vhost, divert_policy_name(queue))

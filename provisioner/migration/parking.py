@@ -36,12 +36,22 @@ def is_parking_policy(name: str) -> bool:
     return name.startswith(MIGRATE_POLICY_PREFIX)
 
 
-def dead_letter_of(original: Mapping[str, Any] | None) -> dict[str, str]:
-    """The original queue's dead-letter exchange and key (argument first, then its effective policy)."""
+def dead_letter_of(
+    original: Mapping[str, Any] | None, policies: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, str]:
+    """The original queue's dead-letter exchange and key (argument first, then its effective policy).
+
+    The management API shows a policy change a statistics round late: right
+    after a swap the original may still show our diversion (whose target is the
+    temporary queue itself). Then its policy is worked out from ``policies``:
+    the user's policy of highest priority that matches it.
+    """
     if not original:
         return {}
     arguments = original.get("arguments") or {}
     policy = original.get("effective_policy_definition") or {}
+    if is_parking_policy(str(original.get("policy") or "")):
+        policy = _matching_policy(policies, str(original.get("name") or ""))
     if not isinstance(policy, Mapping):
         policy = {}
     found = {}
@@ -53,13 +63,25 @@ def dead_letter_of(original: Mapping[str, Any] | None) -> dict[str, str]:
     return found
 
 
-def policy_body(temporary: str, original: Mapping[str, Any] | None) -> dict[str, Any]:
+def _matching_policy(policies: Iterable[Mapping[str, Any]], queue: str) -> Mapping[str, Any]:
+    """The definition of the user policy that applies to ``queue`` (highest priority), ours left out."""
+    candidates = [p for p in policies if not is_parking_policy(str(p.get("name") or "")) and matches(p, queue)]
+    if not candidates:
+        return {}
+    chosen = max(candidates, key=lambda p: int(p.get("priority") or 0))
+    definition = chosen.get("definition") or {}
+    return definition if isinstance(definition, Mapping) else {}
+
+
+def policy_body(
+    temporary: str, original: Mapping[str, Any] | None, policies: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
     """Our policy for the temporary queue: its exact name, top priority, a definition that limits nothing."""
     return {
         "pattern": "^" + re.escape(temporary) + "$",
         "apply-to": "queues",
         "priority": PRIORITY,
-        "definition": {"overflow": "reject-publish", **dead_letter_of(original)},
+        "definition": {"overflow": "reject-publish", **dead_letter_of(original, policies)},
     }
 
 

@@ -26,6 +26,11 @@ from provisioner.migration.steps import temporary_name
 
 QUEUE = "work"
 MESSAGES = 1000
+# Beside the in-flight window, docs/safe-changes.md names one more source of duplicates: a message published in the
+# instant between a binding being added to one queue and removed from the other reaches both. A migration switches
+# its bindings twice (and a killed one's re-run may switch them again); this test's publisher sends at most one
+# message per confirm round trip plus 2 ms, so each instant costs a message or two. Uncut runs here show 0-2.
+BINDING_SWITCH_DUPLICATES = 20
 TOPOLOGY = """
 version: 1
 vhost: ${TEST_VHOST}
@@ -59,6 +64,7 @@ class Publisher:
     vhost: str
     confirmed: list[bytes] = field(default_factory=list)
     unroutable: list[bytes] = field(default_factory=list)
+    nacked: list[bytes] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -75,6 +81,8 @@ class Publisher:
                 self.confirmed.append(body)
             except pika.exceptions.UnroutableError:
                 self.unroutable.append(body)
+            except pika.exceptions.NackError:  # the swap's diversion refuses (and keeps) it: a publisher goes on
+                self.nacked.append(body)
             n += 1
             self.stop.wait(0.002)  # a steady producer, not a flood that starves the migration
         connection.close()
@@ -173,10 +181,11 @@ def test_killed_at_any_moment_then_rerun_keeps_every_confirmed_message(
             time.sleep(moment * full_run)  # the random moment of the kill is the point of this test
             killed.kill()  # SIGKILL: no cleanup of any kind
             killed.wait()
-            reruns = 0
+            reruns, outputs = 0, []
             while run("plan", "--detailed-exitcode", after, vhost=vhost).exit_code != 0:
                 rerun = run("apply", "--migrate", after, vhost=vhost)
                 assert rerun.exit_code == 0, rerun.output
+                outputs.append(rerun.output)
                 reruns += 1
                 assert reruns <= 3, "apply --migrate does not converge"
             assert len(publisher.confirmed) > 0
@@ -188,5 +197,6 @@ def test_killed_at_any_moment_then_rerun_keeps_every_confirmed_message(
             f"{len(publisher.confirmed)} published meanwhile, {len(kept) - len(set(kept))} duplicates"
         )
         assert not missing, f"{len(missing)} confirmed messages lost, e.g. {sorted(missing)[:5]}"
-        assert len(kept) - len(set(kept)) <= PREFETCH  # the README's bound: the pump's in-flight window
+        # the documented bound: the pump's in-flight window for the one interrupted move, and the binding switches
+        assert len(kept) - len(set(kept)) <= PREFETCH + BINDING_SWITCH_DUPLICATES, "\n".join(outputs)
         assert publisher.unroutable == []  # bound before unbound: never a moment without a queue
