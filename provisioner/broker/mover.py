@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from provisioner.broker.lazy import LazyModule
-from provisioner.broker.pump import MoveNacked, MoveStalled, Pump, Send, Stop, foreign_user_id
+from provisioner.broker.pump import PREFETCH, MoveNacked, MoveStalled, Pump, Send, Stop, foreign_user_id
 from provisioner.broker.retry import Backoff
 from provisioner.broker.shovel import BrokerShovel
 
@@ -100,7 +100,8 @@ def drain(
         refusal = forged(properties)
         return to_destination if refusal is None else Stop(refusal)
 
-    for _ in range(ROUNDS):
+    tried = False  # whether one message went alone first (see below): a round of its own, not counted
+    for _ in range(ROUNDS + 1):
         if shovel is not None and shovel.running(source):  # a killed run's shovel: let it finish
             shovel.wait(source, lambda: count(source), settings.stall_seconds)
         waiting = count(source)
@@ -114,18 +115,23 @@ def drain(
             continue
         settings = MoveSettings(None, settings.stall_seconds)  # no plugin: the pump from now on
         shovel = None
+        # One message goes alone first: a destination that refuses (a queue restarting, a diversion still in
+        # force) nacks it with no other copy in flight, so a retried move duplicates one message, not a window.
+        alone = not tried and waiting > 1
+        tried = True
         pump = Pump(
             connection,
             source,
             route,
             stall_seconds=settings.stall_seconds,
+            prefetch=1 if alone else PREFETCH,
             quorum=quorum,
-            sync_every=sync_every,
+            sync_every=0 if alone else sync_every,
             marker_room=marker_room,
-            final_sync=True,  # the next round of this loop takes the marker
+            final_sync=not alone,  # the next round of this loop takes the marker
         )
         try:
-            moved += pump.run(total=waiting, until_empty=lambda: count(source) == 0).moved
+            moved += pump.run(total=1 if alone else waiting, until_empty=lambda: count(source) == 0).moved
         except MoveNacked as error:  # which move, so a re-run's log says where the broker refused
             raise MoveNacked(f"{error} moving {source!r} to {destination!r}") from error
     log.info("moved %d messages %s -> %s", moved, source, destination)

@@ -21,7 +21,7 @@ from rabbit import AMQP_PORT, DENY_DEPRECATED, HOST, api, consume_all, parameter
 from test_migrate import count, management, migrate
 
 from provisioner.broker import mover
-from provisioner.broker.pump import PREFETCH, SYNC_EVERY
+from provisioner.broker.pump import PREFETCH, SYNC_EVERY, MoveNacked
 from provisioner.errors import BrokerError, UnsafeChange
 from provisioner.migration import amqp
 from provisioner.migration.parking import policy_name
@@ -382,3 +382,37 @@ def test_a_message_with_another_users_user_id_stops_the_move_there_in_one_line(v
     assert "60 message(s) moved before it" in message and "\n" not in message
     # stopped at that message: nothing after it moved, nothing twice
     assert (count(vhost, QUEUE), count(vhost, temporary_name(QUEUE))) == (40, 60)
+
+
+# ---- a destination that refuses --------------------------------------------------------------------------
+
+
+def test_a_destination_that_refuses_and_dead_letters_back_costs_one_duplicate_not_a_window(
+    vhost: str, channel: Any
+) -> None:
+    """What a diversion left in force does to a move into its queue: every copy nacked and dead-lettered straight
+    back to the source. The first message goes alone, so the nack comes with one copy in flight, not a window."""
+    channel.queue_declare("source", durable=True)
+    channel.queue_declare(
+        "refusing",
+        durable=True,
+        arguments={
+            "x-max-length": 0,
+            "x-overflow": "reject-publish-dlx",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "source",
+        },
+    )
+    fill(channel, "source", 300)
+    connection = pika.BlockingConnection(parameters(vhost))
+    try:
+        with pytest.raises(MoveNacked, match="moving 'source' to 'refusing'"):
+            mover.drain(
+                connection, lambda name: count(vhost, name) or 0, "source", "refusing", mover.MoveSettings(None, 30)
+            )
+    finally:
+        if connection.is_open:
+            connection.close()
+    wait_for(lambda: count(vhost, "source") == 301)  # the 300, and the one copy that came back
+    kept = bodies(channel, "source")
+    assert len(kept) == 301 and len(set(kept)) == 300
