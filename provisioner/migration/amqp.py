@@ -81,6 +81,8 @@ class PikaMigrationBroker:
         self.settings = settings or MoveSettings(None, stall_seconds(DEFAULT_BACKOFF))
         self.force = force  # moves on although the destination's limits would drop or expire messages
         self._originals: dict[str, str] = {}  # temporary queue -> its queue
+        self._observed: set[str] = set()  # temporary queues this run has looked for
+        self._resumed: set[str] = set()  # temporary queues found at the first look: an earlier run's migration
 
     def _channel(self) -> BlockingChannel:
         return self.connection.channel()
@@ -128,6 +130,10 @@ class PikaMigrationBroker:
         self._undivert(queue)  # a killed swap's diversion would send the new queue's messages away
         bindings = self._bindings(queue, queue) | self._bindings(temporary, queue)
         parked = self._live(temporary)
+        if temporary not in self._observed:
+            self._observed.add(temporary)
+            if parked is not None:
+                self._resumed.add(temporary)
         if parked is not None:
             self._park(temporary, before=True)  # again on every round: ours put back, an operator policy refused
             self._park(temporary)
@@ -209,13 +215,18 @@ class PikaMigrationBroker:
             self._no_diversion_left(destination)
         guard = None if self.force or is_migration_queue(destination) else self._limits_guard(source, destination)
         sync_every, marker_room = self._markers(source)
+        settings = self.settings
+        if not is_migration_queue(destination) and temporary_name(destination) in self._resumed:
+            # An interrupted pump may have left an empty marker (pump.py) in either queue; the pump drops
+            # markers, the broker's shovel would carry one into the queue: moving back, the pump only.
+            settings = MoveSettings(None, settings.stall_seconds)
         return unblocked(
             lambda: drain(
                 self.connection,
                 self._ready,
                 source,
                 destination,
-                self.settings,
+                settings,
                 guard=guard,
                 sync_every=sync_every,
                 marker_room=marker_room,

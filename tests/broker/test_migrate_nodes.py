@@ -21,7 +21,7 @@ from nodes import ThrowawayNode
 from provision_cli import PROVISION
 from rabbit import consume_all, wait_for
 
-from provisioner.broker.pump import NODE_KILL_WINDOW, PREFETCH, close_quietly_channel, raw_channel
+from provisioner.broker.pump import MARKER, NODE_KILL_WINDOW, PREFETCH, close_quietly_channel, raw_channel
 from provisioner.broker.shovel import shovel_name
 from provisioner.migration.steps import temporary_name
 from provisioner.topology.model import LOCK_QUEUE
@@ -261,5 +261,28 @@ def test_the_broker_shovel_finishes_a_move_whose_provision_was_killed(node: Thro
         assert finished.returncode == 0 and f"{SHOVELLED} message(s) migrated" in finished.stdout, finished.stdout
         seen = case.bodies()
         assert len(seen) == SHOVELLED and set(seen) == {b"m-%d" % n for n in range(SHOVELLED)}  # no duplicate at all
+    finally:
+        node.ctl("disable", "rabbitmq_shovel", tool="rabbitmq-plugins")
+
+
+def test_a_resumed_migration_never_carries_a_killed_pumps_marker_into_the_queue(
+    node: ThrowawayNode, tmp_path: Path
+) -> None:
+    """A pump killed mid-move leaves an empty marker (x-provisioner-sync) in its source; the shovel plugin is
+    enabled before the re-run. The shovel would copy the marker like any message: moving back, the pump only."""
+    case = Case(node, tmp_path, "marker-resume", 300)
+    temporary = temporary_name(QUEUE)
+    connection = pika.BlockingConnection(node.parameters(case.vhost))
+    connection.channel().queue_declare(temporary, durable=True)  # where a killed migration left it
+    connection.close()
+    for source in (QUEUE, temporary):
+        publish_confirmed(node, case.vhost, source, [b""], headers={MARKER: 1})
+    node.ctl("enable", "rabbitmq_shovel", tool="rabbitmq-plugins")
+    try:
+        finished = case.migrate()
+        assert finished.returncode == 0 and "300 message(s) migrated" in finished.stdout, finished.stdout
+        seen = case.bodies()
+        assert sorted(seen) == sorted(b"m-%d" % n for n in range(300))  # no empty marker, no duplicate
+        assert case.count(temporary) is None
     finally:
         node.ctl("disable", "rabbitmq_shovel", tool="rabbitmq-plugins")
