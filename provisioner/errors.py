@@ -64,4 +64,4 @@ class LockTimeout(ProvisionerError):
 
 
 class MissingExtra(ProvisionerError, ImportError):
-    """A feature's optional dependencies are not installed (``pip install 'provisioner[celery]'``)."""
+    """A feature's optional dependencies are not installed (the ``celery`` extra)."""

@@ -12,4 +12,7 @@ EXTRAS = {"celery": "celery"}  # extra -> the module it installs
 def require(extra: str, feature: str) -> None:
     """Raise MissingExtra, in one line that says what to install, when ``extra`` is not installed."""
     if find_spec(EXTRAS[extra]) is None:
-        raise MissingExtra(f"{feature} needs Celery, which is not installed: pip install 'provisioner[{extra}]'")
+        raise MissingExtra(
+            f"{feature} needs Celery, which is not installed: install the '{extra}' extra where provisioner "
+            f"comes from (pip install -e '.[{extra}]' in a clone, 'provisioner[{extra}] @ git+URL' otherwise)"
+        )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from provisioner.broker.lazy import LazyModule
-from provisioner.broker.pump import PREFETCH, MoveNacked, MoveStalled, Pump, Send, Stop, foreign_user_id
+from provisioner.broker.pump import PREFETCH, MoveNacked, MoveStalled, MoveStoppedAt, Pump, Send, Stop, foreign_user_id
 from provisioner.broker.retry import Backoff
 from provisioner.broker.shovel import BrokerShovel
 
@@ -134,5 +134,7 @@ def drain(
             moved += pump.run(total=1 if alone else waiting, until_empty=lambda: count(source) == 0).moved
         except MoveNacked as error:  # which move, so a re-run's log says where the broker refused
             raise MoveNacked(f"{error} moving {source!r} to {destination!r}") from error
+        except MoveStoppedAt as error:  # how many this whole move took before it, not this round alone
+            raise MoveStoppedAt(error.reason, moved + error.moved) from None
     log.info("moved %d messages %s -> %s", moved, source, destination)
     return moved

@@ -90,6 +90,14 @@ class MoveNacked(MoveRefused):
     transient = True
 
 
+class MoveStoppedAt(MoveRefused):
+    """The move stopped at a message the broker would refuse (a :class:`Stop`): why, and how many moved before."""
+
+    def __init__(self, reason: str, moved: int) -> None:
+        super().__init__(f"{reason}; {moved} message(s) moved before it, it and the rest stay")
+        self.reason, self.moved = reason, moved
+
+
 @dataclass
 class Moved:
     """What one pass of the pump did."""
@@ -389,7 +397,7 @@ class Pump:
         finally:
             self._close()
         if self._stopped is not None:
-            raise MoveRefused(f"{self._stopped}; {self.result.moved} message(s) moved before it, it and the rest stay")
+            raise MoveStoppedAt(self._stopped, self.result.moved)
         return self.result
 
     def _consume(self, total: int | None, until_empty: Callable[[], bool] | None, limit: int | None) -> None:

@@ -107,6 +107,8 @@ def reports_errors(command: F) -> F:
         except BrokenPipeError:  # whoever read the output stopped reading (| head): nothing is wrong, nothing to say
             _drop_standard_output()
             sys.exit(EXIT_ERROR)
+        except click.ClickException:  # a usage error a command found itself: the group prints it (group.py)
+            raise
         except Exception as error:  # a bug of ours: still one line, the traceback only on request
             if os.environ.get("PROVISION_DEBUG"):
                 raise

@@ -52,7 +52,9 @@ def test_the_tour_converges_a_vhost_of_its_own_and_never_writes_into_slash(vhost
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "-/+ queue notifications.email" in result.stdout
-    assert result.stdout.rstrip().endswith("No changes. The broker matches the topology.")
+    converged, rendered = result.stdout.rstrip().rsplit("\n", 1)[0], result.stdout.rstrip().rsplit("\n", 1)[1]
+    assert converged.endswith("No changes. The broker matches the topology.\nwrote celeryconfig.py")
+    assert rendered == "fresh: celeryconfig.py matches shop-changed.yaml"  # the workers' config followed the change
     queues = {item["name"] for item in api("GET", f"queues/{quote(vhost_name, safe='')}").json()}
     assert {"orders", "billing", "notifications.email", "audit", "celery"} <= queues
     writers = [line.split("#", 1)[0].split() for line in script.splitlines() if WRITERS.match(line)]

@@ -30,7 +30,22 @@ def test_its_output_is_whole_and_its_status_kept(tmp_path: Path) -> None:
     refused = subprocess.run([PROVISION, "validate", str(bad)], capture_output=True, text=True)
     assert refused.returncode == 1 and "bad.yaml:3:" in refused.stderr
     missing = subprocess.run([PROVISION, "no-such-command"], capture_output=True, text=True)
-    assert missing.returncode == 2 and "No such command" in missing.stderr
+    assert missing.returncode == 1 and "No such command" in missing.stderr  # 2 is drift's: docs/exit-codes.md
+
+
+def test_a_usage_error_is_one_line_exiting_1_never_drifts_2(tmp_path: Path) -> None:
+    """A CI drift job with a mistyped option must fail, not report drift; one line, as every other error."""
+    file = topology(tmp_path, 1)
+    for argv, words in (
+        (["drift", "--no-such-option", str(file)], "No such option '--no-such-option'"),
+        (["validate"], "Missing argument 'FILES...'"),
+        (["plan", "--migrate", str(file)], "--migrate and --force go with -o PLAN"),
+        (["render", "--check", "--format", "nope", str(file)], "--format"),
+    ):
+        done = subprocess.run([PROVISION, *argv], capture_output=True, text=True)
+        assert done.returncode == 1, (argv, done.stderr)
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and words in done.stderr, done.stderr
+        assert "internal error" not in done.stderr and done.stdout == ""
 
 
 def test_a_reader_that_stops_reading_is_no_error(tmp_path: Path) -> None:
