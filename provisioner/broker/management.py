@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -12,7 +13,7 @@ import requests
 
 from provisioner.broker import parameter_paths
 from provisioner.broker.endpoints import Endpoints, where
-from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from provisioner.broker.retry import DEFAULT_BACKOFF, NO_RETRY, Backoff, call_with_retry, is_transient
 from provisioner.broker.words import broker_words
 from provisioner.errors import BrokerError
 from provisioner.protected import owner_text
@@ -39,6 +40,33 @@ REQUIRED_TAGS = {
 OVERVIEW_PARAMS = {"disable_stats": "true"}
 
 
+class RetryState:
+    """What the requests of one run share about retrying.
+
+    A broker that did not answer within the retries: the next request tries
+    once, not the whole backoff again (a plan's parallel reads would each wait it
+    out and print its lines). One thread at a time prints its retries; the others,
+    retrying the same fault meanwhile, log at info.
+    """
+
+    def __init__(self) -> None:
+        self.unreachable = False
+        self._announcer: int | None = None
+        self._lock = threading.Lock()
+
+    def announces(self) -> bool:
+        """Whether this thread's retries print their lines: the first thread to retry, until its call ends."""
+        with self._lock:
+            if self._announcer is None:
+                self._announcer = threading.get_ident()
+            return self._announcer == threading.get_ident()
+
+    def stop_announcing(self) -> None:
+        with self._lock:
+            if self._announcer == threading.get_ident():
+                self._announcer = None
+
+
 class Management:
     """A small client of the management API that counts its requests (the benchmark prints them)."""
 
@@ -52,6 +80,7 @@ class Management:
         self.verify = endpoints.verify
         self.requests_made = 0
         self.writes_made = 0
+        self.retries = RetryState()  # shared with the clients of parallel reads (reads.py)
 
     @property
     def base(self) -> str:
@@ -82,7 +111,20 @@ class Management:
                 return response
             raise AssertionError("unreachable: the last node's error is raised")
 
-        response = call_with_retry(call, self.backoff, describe=f"{method} /api/{path}")
+        retries = self.retries
+        try:
+            response = call_with_retry(
+                call,
+                NO_RETRY if retries.unreachable else self.backoff,
+                describe=f"{method} /api/{path}",
+                announce=retries.announces,
+            )
+        except ManagementError as error:
+            retries.unreachable = retries.unreachable or (error.status == 0 and is_transient(error))
+            raise
+        finally:
+            retries.stop_announcing()
+        retries.unreachable = False
         refused = not response.ok  # a body is decoded only then: a definitions export may be megabytes
         if response.status_code == 404 and '"error":"not_found"' in response.text[:100].replace(" ", ""):
             # RabbitMQ 4.3 hides a vhost the user has no permissions in behind a 404 of its own (a missing

@@ -146,13 +146,16 @@ def _operator_policies(vhost: str) -> Callable[[Management], Any]:
 
 
 def _version(clone: Management) -> str:
-    """The broker's version: '' when the overview is refused (a plan then goes on without it)."""
+    """The broker's version: '' when the overview is refused (a plan then goes on without it); a broker
+    that does not answer ends the read here, before the lists would each wait for it again."""
     try:
         return str(
             (clone.get("overview", {**OVERVIEW_PARAMS, "columns": "rabbitmq_version"}) or {}).get("rabbitmq_version")
             or ""
         )
-    except ManagementError:
+    except ManagementError as error:
+        if error.status == 0:
+            raise
         return ""
 
 
@@ -167,6 +170,7 @@ def _in_parallel(management: Management, calls: dict[Any, Callable[[Management],
         clone = getattr(clients, "management", None)
         if clone is None:
             clone = clients.management = Management(management.endpoints, management.timeout, management.backoff)
+            clone.retries = management.retries
             made.append(clone)
         try:
             return call(clone)

@@ -137,8 +137,13 @@ def call_with_retry(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     describe: str = "broker call",
+    announce: Callable[[], bool] | None = None,
 ) -> T:
-    """Run ``call``; on a transient fault wait and run it again, within the attempts and the deadline."""
+    """Run ``call``; on a transient fault wait and run it again, within the attempts and the deadline.
+
+    ``announce()`` says whether this retry is worth a warning line (several calls
+    retrying the same fault at once print one call's lines, the others log at info).
+    """
     started = clock()
     delays = backoff.delays()
     while True:
@@ -148,6 +153,7 @@ def call_with_retry(
             delay = next(delays, None)
             if not transient(error) or delay is None or clock() - started + delay > backoff.deadline:
                 raise
-            level = logging.INFO if backoff.failover and _lost_connection(error) else logging.WARNING
+            quiet = (backoff.failover and _lost_connection(error)) or (announce is not None and not announce())
+            level = logging.INFO if quiet else logging.WARNING
             log.log(level, "%s failed (%s: %s); retrying in %.2fs", describe, type(error).__name__, error, delay)
             sleep(delay)
