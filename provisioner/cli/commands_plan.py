@@ -168,10 +168,11 @@ def plan(
     import json
 
     seen: dict[str, LiveVhost] = {}
+    unsaved: str | None = None
     if saved_to is not None:
         from provisioner.cli import saved
 
-        result = saved.save(files, saved_to, broker, prune, migrate, force, ignore)
+        result, unsaved = saved.save(files, saved_to, broker, prune, migrate, force, ignore)
     elif migrate or force:
         raise click.UsageError("--migrate and --force go with -o PLAN: they say what the saved plan may do")
     else:
@@ -194,8 +195,8 @@ def plan(
             say(f"warning: {line}", err=True)
         _echo_plan(result)
     if saved_to is not None:
-        saved.report_saved(saved_to, result)
-    if result.problems:
+        saved.report_saved(saved_to, result, unsaved)
+    if result.problems or unsaved is not None:
         sys.exit(EXIT_ERROR)
     if detailed_exitcode and not result.in_sync:
         sys.exit(EXIT_CHANGES)

@@ -11,6 +11,8 @@ from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.output import _SECRETS, say
 from provisioner.errors import ProvisionerError
 
+from provisioner.options import ApplyOptions
+
 if TYPE_CHECKING:
     from provisioner.apply import ApplyReport
     from provisioner.plan import Plan
@@ -44,9 +46,9 @@ def save(
     migrate: bool,
     force: bool,
     ignore: tuple[str, ...],
-) -> Plan:
-    """Plan, write the saved plan to ``output`` (never a secret in it), and return the plan to print."""
-    from provisioner.options import ApplyOptions
+) -> tuple[Plan, str | None]:
+    """Plan, write the saved plan to ``output`` (never a secret in it); the plan to print, and why it was
+    not saved when `apply PLAN` would refuse it (a replace without --migrate, a loss without --force)."""
     from provisioner.saved_apply import save_plan
     from provisioner.topology import load
 
@@ -54,9 +56,22 @@ def save(
     _SECRETS.update(desired.accounts.passwords())
     options = ApplyOptions(prune=prune, migrate=migrate, force=force)
     plan, saved = save_plan(desired, broker.management, options, ignore, broker.endpoints)
-    if not plan.problems:
+    refusal = None if plan.problems else _apply_would_refuse(plan, options)
+    if not plan.problems and refusal is None:
         _write(output, saved.to_text())
-    return plan
+    return plan, refusal
+
+
+def _apply_would_refuse(plan: Plan, options: ApplyOptions) -> str | None:
+    """What `apply PLAN` would refuse with these options (safety.py), or None: a plan it refuses is not saved."""
+    from provisioner.errors import UnsafeChange
+    from provisioner.safety import refuse_unsafe
+
+    try:
+        refuse_unsafe(plan, options)
+    except UnsafeChange as error:
+        return str(error).split("\n", 1)[1]  # the reasons and the hint, without "refusing to apply"
+    return None
 
 
 def _write(output: str, text: str) -> None:
@@ -103,8 +118,12 @@ def refuse_flags_with_a_plan(**given: bool) -> None:
         )
 
 
-def report_saved(output: str, plan: Plan) -> None:
+def report_saved(output: str, plan: Plan, refusal: str | None) -> None:
     if plan.problems:
         say(f"the plan was not saved to {output}: apply would refuse it", err=True)
+    elif refusal is not None:
+        say(f"error: the plan was not saved to {output}: `provision apply {output}` would refuse it:", err=True)
+        for line in refusal.replace("\n(", "\n(plan -o again with the flag: ", 1).split("\n"):
+            say(line, err=True)
     else:
         say(f"Saved the plan to {output}; `provision apply {output}` applies exactly these changes.", err=True)

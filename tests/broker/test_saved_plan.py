@@ -169,9 +169,10 @@ def test_a_saved_plan_of_a_migration_is_applied_exactly(vhost_name: str, tmp_pat
     connection.close()
     write(tmp_path, vhost_name, queue_type="quorum")
     plain = tmp_path / "plain.json"
-    assert cli("plan", "-o", str(plain), str(topology)).exit_code == 0
-    unsafe = cli("apply", str(plain))  # saved without --migrate: the replace is refused like apply's
-    assert unsafe.exit_code == 1 and "--migrate" in unsafe.output and "refusing" in unsafe.output
+    unsaved = cli("plan", "-o", str(plain), str(topology))  # without --migrate apply would refuse it: not saved
+    assert unsaved.exit_code == 1 and not plain.exists(), unsaved.output
+    assert f"error: the plan was not saved to {plain}" in unsaved.output and "--migrate" in unsaved.output
+    assert "replace queue 'orders'" in unsaved.output and "Saved the plan" not in unsaved.output
     saved = tmp_path / "migrate.json"
     planned = cli("plan", "--migrate", "-o", str(saved), str(topology))
     assert planned.exit_code == 0 and "-/+ queue orders" in planned.output and "25" in planned.output, planned.output
