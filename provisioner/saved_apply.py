@@ -101,9 +101,9 @@ def apply_saved(
     plan, live = _plan_and_fingerprints(desired, management, endpoints, options.prune, include)
     differ = stale_live(saved.live, live)
     if differ:
-        done = " (it matches the topology now: was this plan applied already?)"
         applied = plan.is_empty and bool(saved.plan.get("changes"))
-        raise refusal(f"the broker's {', '.join(differ)} changed" + (done if applied else ""))
+        done = "nothing was changed; it matches the topology now: was this plan applied already?"
+        raise refusal(f"the broker's {', '.join(differ)} changed", done if applied else "nothing was changed")
     if changes_digest(plan, found.values()) != saved.changes:
         raise refusal("the changes the topology needs changed")
 

@@ -180,7 +180,7 @@ def _header(definitions: Definitions, loose: list[Note], accounts: bool, output:
         f"yaml-language-server: $schema={schema_reference(output)}",
         "",
         f"Exported by `provision export` from {definitions.source}.",
-        "Review it, commit it, and check it with `provision plan` (README: Adopting an existing broker).",
+        "Review it, commit it, and check it with `provision plan` (docs/adoption.md: Adopting an existing broker).",
     ]
     unexpressed = inexpressible(definitions, accounts)
     if unexpressed or definitions.unread:

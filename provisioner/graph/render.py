@@ -13,6 +13,8 @@ MERMAID_SHAPES = {
     "publisher": ('>"', '"]'),
 }
 MERMAID_ARROWS = {"binding": "-->", "dead_letter": "-.->", "retry": "-.->", "consumes": "==>", "publishes": "-->"}
+# The colours DOT gives these edges (DOT_EDGES), as Mermaid linkStyle strokes.
+EDGE_COLOURS = {"dead_letter": "#c62828", "retry": "#1565c0", "consumes": "#2e7d32"}
 STATUS_CLASSES = {MISSING: "missing", DIFFERS: "differs", UNMANAGED: "unmanaged"}
 STATUS_COLOURS = {MISSING: "#c62828", DIFFERS: "#ef6c00", UNMANAGED: "#6a1b9a"}
 _MERMAID_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:/()+*=-")
@@ -35,6 +37,7 @@ def mermaid(graph: Graph) -> str:
         lines.append(
             f'  {edge.source} {arrow}|"{label}"| {edge.target}' if label else f"  {edge.source} {arrow} {edge.target}"
         )
+    lines += _mermaid_link_styles(graph.edges)
     for status, name in STATUS_CLASSES.items():
         colour = STATUS_COLOURS[status]
         lines.append(f"  classDef {name} stroke:{colour},stroke-width:3px,stroke-dasharray:6 3")
@@ -42,6 +45,20 @@ def mermaid(graph: Graph) -> str:
         if marked:
             lines.append(f"  class {','.join(marked)} {name}")
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_link_styles(edges: tuple[Edge, ...]) -> list[str]:
+    """``linkStyle`` lines colouring edges by their index, as DOT colours them: a status (--live) first."""
+    by_style: dict[str, list[int]] = {}
+    for index, edge in enumerate(edges):
+        if edge.status:
+            style = f"stroke:{STATUS_COLOURS[edge.status]},stroke-width:3px,color:{STATUS_COLOURS[edge.status]}"
+        elif edge.style in EDGE_COLOURS:
+            style = f"stroke:{EDGE_COLOURS[edge.style]},stroke-width:2px,color:{EDGE_COLOURS[edge.style]}"
+        else:
+            continue
+        by_style.setdefault(style, []).append(index)
+    return [f"  linkStyle {','.join(map(str, indexes))} {style}" for style, indexes in by_style.items()]
 
 
 def _mermaid_node(node: Node) -> str:

@@ -162,6 +162,8 @@ def read_document(file: str | Path) -> Document:
         raise fail(f"YAML: {_reader_problem(error)}", *_position(text, error.position)) from error
     except yaml.MarkedYAMLError as error:
         message = error.problem or error.context or "invalid YAML"
+        if _at_a_tab(text, error):
+            message = "a tab character indents this line; YAML indents with spaces only"
         raise fail(f"YAML: {message}", *_line_column(error)) from error
     except yaml.YAMLError as error:
         raise fail(f"YAML: {error}") from error
@@ -210,6 +212,17 @@ def _read_bounded(name: str, fail: Any) -> bytes:
     if size > MAX_FILE_BYTES:
         raise fail(f"more than {MAX_FILE_BYTES // (1024 * 1024)} MiB; {limit_text}")
     return b"".join(chunks)
+
+
+def _at_a_tab(text: str, error: yaml.MarkedYAMLError) -> bool:
+    """Whether the error points at a tab in a line's indentation (YAML's words: "cannot start any token")."""
+    mark = error.problem_mark
+    if mark is None or "cannot start any token" not in (error.problem or ""):
+        return False
+    lines = text.splitlines()
+    if not 0 <= mark.line < len(lines):
+        return False
+    return "\t" in lines[mark.line][: mark.column + 1] and not lines[mark.line][: mark.column].strip(" \t")
 
 
 def _line_column(error: yaml.MarkedYAMLError) -> tuple[int, int]:

@@ -171,3 +171,24 @@ def test_the_docs_picture_is_the_graph_of_shop_yaml() -> None:
     """docs/shop.svg (the picture of docs/graph.md) draws what `provision graph` draws of topologies/shop.yaml now."""
     fresh = graph("--format", "svg", str(REPO / "topologies" / "shop.yaml"))
     assert sorted(svg_texts((REPO / "docs" / "shop.svg").read_text())) == sorted(svg_texts(fresh))
+
+
+def test_mermaid_colours_the_edges_dot_colours() -> None:
+    """Dead letters red, retries blue, consumers green, by each edge's index as Mermaid counts links."""
+    text = graph("--format", "mermaid", str(REPO / "topologies" / "shop.yaml"))
+    edges = [line for line in text.splitlines() if re.match(r"  n\d+ (-->|-\.->|==>)", line)]
+    styles = {}
+    for line in text.splitlines():
+        if line.startswith("  linkStyle "):
+            indexes, style = line.split()[1:3]
+            styles |= {int(index): style for index in indexes.split(",")}
+    assert max(styles) < len(edges)
+    for index, line in enumerate(edges):
+        if "dead letters" in line:
+            assert styles[index].startswith("stroke:#c62828"), line
+        elif "retry after" in line:
+            assert styles[index].startswith("stroke:#1565c0"), line
+        elif " ==> " in line or " ==>|" in line:
+            assert styles[index].startswith("stroke:#2e7d32"), line
+        else:
+            assert index not in styles, line

@@ -544,6 +544,8 @@ def test_same_object_in_two_files_is_refused(tmp_path: Path) -> None:
         (b"version: 1\n---\nversion: 1\n", "several YAML documents"),
         (b"- just\n- a list\n", "a topology is a mapping"),
         (b"version: 1\n" + b"#" * (6 * 1024 * 1024), "at most 5 MiB"),
+        (b"version: 1\nqueues:\n\tq: {}\n", "3:1: YAML: a tab character indents this line; YAML indents with spaces"),
+        (b"version: 1\nqueues:\n  q: {x: \t@}\n", "3:11: YAML: found character that cannot start any token"),
     ],
 )
 def test_unreadable_files_get_one_clear_line(tmp_path: Path, content: bytes, expected: str) -> None:
