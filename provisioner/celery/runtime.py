@@ -27,6 +27,18 @@ from provisioner.topology.model import Retry
 
 log = logging.getLogger("provisioner.celery")
 
+# The routing settings the rendered config holds: set by the app itself (app.conf.update, app.conf.X = ...),
+# Celery keeps the app's value over config_from_object's, whatever the order of the two.
+ROUTING_SETTINGS = (
+    "task_queues",
+    "task_routes",
+    "task_create_missing_queues",
+    "task_default_queue",
+    "task_default_exchange",
+    "task_default_exchange_type",
+    "task_default_routing_key",
+)
+
 
 def install(app: Celery) -> None:
     """Register the foreign consumers and dead-lettering of failed tasks; call once in the app module."""
@@ -40,8 +52,22 @@ def install(app: Celery) -> None:
         app.on_after_finalize.connect(_configure_tasks, weak=False)
 
 
+def shadowed_settings(app: Celery) -> list[str]:
+    """The routing settings the app sets itself over a loaded rendered config (empty without one)."""
+    if "provisioner_dead_letters" not in app.conf:  # no rendered config: the app's settings are all there is
+        return []
+    return [name for name in ROUTING_SETTINGS if name in app.conf.changes]
+
+
 def _configure_tasks(sender: Celery, **_: Any) -> None:
     """Every task dead-letters its failures; tasks the topology gives retry settings retry so."""
+    if shadowed := shadowed_settings(sender):
+        log.warning(
+            "the app sets %s itself (app.conf.update or app.conf.<name> = ...), which Celery keeps over the "
+            "rendered config: its tasks may go to queues the broker does not have (QueueNotFound); remove them "
+            "from the app, the rendered config holds them",
+            ", ".join(shadowed),
+        )
     retries: dict[str, dict[str, Any]] = sender.conf.get("provisioner_task_retries") or {}
     for name, task in sender.tasks.items():
         task.Request = DeadLetteringRequest
