@@ -117,7 +117,7 @@ def destination(app: Any, name: str, options: dict[str, Any] | None = None) -> D
     routes = list(router.routes)
     for index, candidate in enumerate(routes):
         if isinstance(candidate, MapRoute):
-            if candidate(name) is not None:
+            if _map_answers(candidate, name):
                 break
             continue
         try:
@@ -135,6 +135,15 @@ def destination(app: Any, name: str, options: dict[str, Any] | None = None) -> D
         return Destination(name, "", "", None, decided, error, f"{type(raised).__name__}: {raised}")
     exchange, routing_key, queue = publish_target(app, chosen)
     return Destination(name, exchange, routing_key, queue, decided, error, declares=declared_on_publish(app, chosen))
+
+
+def _map_answers(table: Any, name: str) -> bool:
+    """Whether a route table has an entry for ``name``; an entry Celery cannot read answers too, so that the
+    route below raises as Celery's would (a route that is a bare kombu Queue: TypeError) and the task is named."""
+    try:
+        return table(name) is not None
+    except Exception:  # what Celery raises for the entry, raised again by Router.route and reported there
+        return True
 
 
 def declared_on_publish(app: Any, options: dict[str, Any]) -> Any:

@@ -154,3 +154,25 @@ def test_a_task_sent_to_an_exchange_nobody_declares_is_said_to_be_refused(
         f"task '{module}.ev' is published to exchange '{module}.events' with routing key 'ev.x', which vhost '/' "
         "does not hold and the app does not declare: the broker refuses the publish" in result.stderr
     ), result.stderr
+
+
+def test_a_route_celery_cannot_read_names_the_task_instead_of_an_internal_error(
+    app_module: tuple[str, Path],
+) -> None:
+    """A bare kombu Queue as a route value (not ``{'queue': Queue(...)}``): Celery's MapRoute raises TypeError."""
+    module, folder = app_module
+    (folder / f"{module}.py").write_text(
+        "from celery import Celery\nfrom kombu import Queue\napp = Celery('x')\n"
+        f"app.conf.task_routes = {{'{module}.track': Queue('{module}.track')}}\n"
+        f"@app.task(name='{module}.track')\ndef track():\n    return None\n"
+        f"@app.task(name='{module}.plain')\ndef plain():\n    return None\n"
+    )
+    empty = folder / "empty.json"
+    empty.write_text(json.dumps({"vhosts": [{"name": "/"}], "exchanges": [], "queues": [], "bindings": []}))
+    result = run("export", "--definitions", str(empty), "--celery-app", f"{module}:app")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"problem: <stdout>:1: task '{module}.track' cannot be sent by the app itself "
+        "(TypeError: 'Queue' object is not iterable); left out" in result.stderr
+    ), result.stderr
+    assert yaml.safe_load(result.stdout)["celery"]["default_queue"] == "celery"
