@@ -78,9 +78,7 @@ def with_cluster(plan: Plan, desired: Topology, state: ClusterState | None) -> P
 def deletes_a_quorum_queue(change: Change) -> bool:
     """A delete or replace of a quorum queue: its count cannot see what a lost node's consumer holds."""
     queue = change.before
-    return (
-        isinstance(queue, Queue) and queue.type == "quorum" and change.action in (Action.DELETE, Action.REPLACE)
-    )
+    return isinstance(queue, Queue) and queue.type == "quorum" and change.action in (Action.DELETE, Action.REPLACE)
 
 
 def _lost_node_note(change: Change, lost: list[str]) -> ClusterNote:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.output import _SECRETS, say
 from provisioner.errors import ProvisionerError
-
 from provisioner.options import ApplyOptions
 
 if TYPE_CHECKING:

@@ -160,18 +160,18 @@ def _without_broadcasts(app: Any, found: list[Destination], notes: list[Note]) -
     broadcast = broadcast_exchanges(app)
     kept = []
     said = {note.path for note in notes}
-    for destination in found:
-        if destination.exchange not in broadcast:
-            kept.append(destination)
+    for route in found:
+        if route.exchange not in broadcast:
+            kept.append(route)
             continue
-        if ("tasks", destination.task) in said:
+        if ("tasks", route.task) in said:
             continue
-        said.add(("tasks", destination.task))
+        said.add(("tasks", route.task))
         notes.append(
             Note(
-                ("tasks", destination.task),
-                f"task {destination.task!r} is broadcast to every worker (exchange {destination.exchange!r}, the "
-                f"app's Broadcast queue {broadcast[destination.exchange]!r}): a topology routes a task to one "
+                ("tasks", route.task),
+                f"task {route.task!r} is broadcast to every worker (exchange {route.exchange!r}, the "
+                f"app's Broadcast queue {broadcast[route.exchange]!r}): a topology routes a task to one "
                 "queue, so it is left out of tasks; keep its route and the Broadcast queue in the app (the "
                 "rendered config routes and consumes neither)",
                 True,

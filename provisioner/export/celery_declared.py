@@ -175,8 +175,14 @@ def _add(vhost: VhostExport, declared: Any, wanted: Queue) -> Note:
         queues=(*vhost.topology.queues, wanted),
         bindings=(*vhost.topology.bindings, *bindings),
     )
-    message = (
-        f"queue {wanted.name!r} is not on the broker yet: Celery declares it by itself (worker start, publish), "
-        "so it is exported as the app declares it"
-    )
+    if getattr(declared, "no_declare", False):  # kombu's Queue(no_declare=True): Celery never declares it
+        message = (
+            f"queue {wanted.name!r} is not on the broker yet, and the app never declares it (no_declare=True): "
+            "it is exported as the app names it, so apply creates it"
+        )
+    else:
+        message = (
+            f"queue {wanted.name!r} is not on the broker yet: Celery declares it by itself (worker start, publish), "
+            "so it is exported as the app declares it"
+        )
     return Note(("queues", wanted.name), message)

@@ -36,9 +36,7 @@ def is_parking_policy(name: str) -> bool:
     return name.startswith(MIGRATE_POLICY_PREFIX)
 
 
-def dead_letter_of(
-    original: Mapping[str, Any] | None, policies: Iterable[Mapping[str, Any]] = ()
-) -> dict[str, str]:
+def dead_letter_of(original: Mapping[str, Any] | None, policies: Iterable[Mapping[str, Any]] = ()) -> dict[str, str]:
     """The original queue's dead-letter exchange and key (argument first, then its effective policy).
 
     The management API shows a policy change a statistics round late: right

@@ -176,3 +176,25 @@ def test_a_route_celery_cannot_read_names_the_task_instead_of_an_internal_error(
         "(TypeError: 'Queue' object is not iterable); left out" in result.stderr
     ), result.stderr
     assert yaml.safe_load(result.stdout)["celery"]["default_queue"] == "celery"
+
+
+def test_a_queue_the_app_never_declares_is_not_said_to_be_declared_by_celery(app_module: tuple[str, Path]) -> None:
+    """kombu's Queue(no_declare=True): Celery never declares it; the export keeps it (apply creates it)."""
+    module, folder = app_module
+    (folder / f"{module}.py").write_text(
+        "from celery import Celery\nfrom kombu import Queue\napp = Celery('x')\n"
+        f"app.conf.task_queues = [Queue('{module}.ext', no_declare=True), Queue('{module}.own')]\n"
+        f"app.conf.task_routes = {{'{module}.a': {{'queue': '{module}.ext'}},\n"
+        f"                         '{module}.b': {{'queue': '{module}.own'}}}}\n"
+        f"@app.task(name='{module}.a')\ndef a():\n    return None\n"
+        f"@app.task(name='{module}.b')\ndef b():\n    return None\n"
+    )
+    empty = folder / "empty.json"
+    empty.write_text(json.dumps({"vhosts": [{"name": "/"}], "exchanges": [], "queues": [], "bindings": []}))
+    result = run("export", "--definitions", str(empty), "--celery-app", f"{module}:app")
+    assert result.exit_code == 0, result.output
+    assert f"queue '{module}.ext' is not on the broker yet, and the app never declares it (no_declare=True)" in (
+        result.stderr
+    ), result.stderr
+    assert f"queue '{module}.own' is not on the broker yet: Celery declares it by itself" in result.stderr
+    assert {f"{module}.ext", f"{module}.own"} <= set(yaml.safe_load(result.stdout)["queues"])

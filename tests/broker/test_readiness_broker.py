@@ -200,7 +200,7 @@ def test_a_quorum_queue_without_a_limit_drops_its_21st_failed_delivery_on_4x() -
                 channel.close()  # a failed delivery: its channel gone
                 if delivery < gets or limit is None:  # it comes back: wait for it (the return is not instant)
                     counter = connection.channel()
-                    wait_for(lambda: counter.queue_declare("work", passive=True).method.message_count == 1)
+                    wait_for(lambda c=counter: c.queue_declare("work", passive=True).method.message_count == 1)
                     counter.close()
             if limit is not None:  # dropped at its last return: neither ready nor held, once the totals tick
                 wait_for(lambda: _totals(vhost, "work") == (0, 0), timeout=60)

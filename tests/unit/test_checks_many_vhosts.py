@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provisioner.topology import checks
-from provisioner.topology.expand import expand_documents
 from provisioner.topology.documents import read_document
+from provisioner.topology.expand import expand_documents
 from provisioner.topology.model import Exchange, OperatorPolicy, Policy, Queue, VHost
 from provisioner.topology.policies import APPLIES_TO, PolicySet, effective
 from provisioner.topology.schema import wants_text

@@ -14,7 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEFINITIONS = ROOT / "tests" / "fixtures" / "export" / "definitions.json"
 WITHOUT_CELERY = "import sys; sys.modules['celery'] = None  # as if it were not installed\n"
-INSTALL = "install the 'celery' extra where provisioner comes from (pip install -e '.[celery]' in a clone, 'provisioner[celery] @ git+URL' otherwise)"
+INSTALL = (
+    "install the 'celery' extra where provisioner comes from "
+    "(pip install -e '.[celery]' in a clone, 'provisioner[celery] @ git+URL' otherwise)"
+)
 
 
 def _provision(*args: str, cwd: Path, **environ: str) -> subprocess.CompletedProcess[str]:
