@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from provisioner.parameters.core import Placeholder
-from provisioner.parameters.export import Exported
+from provisioner.parameters.export import Exported, variable_name
 
 
 def export_permissions(broker: dict[str, Any], vhost: str) -> Exported:
@@ -30,9 +30,12 @@ def export_permissions(broker: dict[str, Any], vhost: str) -> Exported:
     return found
 
 
-def export_users(broker: dict[str, Any], vhosts: set[str], whole: bool = True) -> Exported:
+def export_users(
+    broker: dict[str, Any], vhosts: set[str], whole: bool = True, taken: frozenset[str] = frozenset()
+) -> Exported:
     """The users who hold a permission in the exported vhosts, or none anywhere (the cluster's own: only when
-    ``whole``, every vhost exported), each password a placeholder, with their limits; a note for the rest."""
+    ``whole``, every vhost exported), each password a placeholder (none a variable of ``taken``), with their
+    limits; a note for the rest."""
     found = Exported()
     holders: dict[str, set[str]] = {}
     for kind in ("permissions", "topic_permissions"):
@@ -49,20 +52,19 @@ def export_users(broker: dict[str, Any], vhosts: set[str], whole: bool = True) -
             )
             found.notes.append(((), f"left out: user {name!r}: {why}"))
             continue
-        found.sections.setdefault("users", {})[name] = _user_spec(name, row, found)
+        found.sections.setdefault("users", {})[name] = _user_spec(name, row, found, taken)
     return found
 
 
-def _user_spec(name: str, row: dict[str, Any], found: Exported) -> dict[str, Any]:
+def _user_spec(name: str, row: dict[str, Any], found: Exported, taken: frozenset[str]) -> dict[str, Any]:
     """One user's entry: a password placeholder (and its note), tags and limits as the broker holds them."""
-    variable = "USER_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper() + "_PASSWORD"
+    variable = variable_name(f"user_{name}_password", found, taken)
     tags = row.get("tags") or []
     tags = [t for t in tags.split(",") if t] if isinstance(tags, str) else list(tags)
     spec: dict[str, Any] = {"password": Placeholder("${" + variable + "}"), "tags": sorted(tags)}
     limits = row.get("limits")
     if isinstance(limits, dict) and limits:
         spec["limits"] = {str(key): _whole(value) for key, value in sorted(limits.items())}
-    found.placeholders.add(variable)
     message = f"set {variable} to the password of user {name!r} (an export never writes a password or its hash)"
     found.notes.append((("users", name), message))
     return spec

@@ -77,7 +77,7 @@ def export_topology(
     if _whole_broker(definitions):
         document.update(cluster.sections)
     if accounts and not definitions.unread:
-        users = export_users(definitions.broker, set(exported), _whole_broker(definitions))
+        users = export_users(definitions.broker, set(exported), _whole_broker(definitions), frozenset(placeholders))
         document.update(users.sections)
         notes += [(path, Note(path, message)) for path, message in users.notes]
         placeholders |= users.placeholders
@@ -102,7 +102,8 @@ def _with_parameters(definitions: Definitions, exported: dict[str, VhostExport],
     for name, vhost in exported.items():
         permissions = export_permissions(definitions.broker, name) if accounts else Exported()
         settings = export_vhost_settings(definitions.broker, definitions.vhosts[name], name)
-        for found in (settings, export_vhost_parameters(definitions.vhosts[name]), permissions):
+        parameters = export_vhost_parameters(definitions.vhosts[name], frozenset(placeholders))
+        for found in (settings, parameters, permissions):
             vhost.body.update(found.sections)
             vhost.notes += [Note(path, message) for path, message in found.notes]
             placeholders |= found.placeholders

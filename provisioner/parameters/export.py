@@ -26,8 +26,9 @@ class Exported:
     placeholders: set[str] = field(default_factory=set)
 
 
-def export_vhost_parameters(objects: dict[str, list[dict[str, Any]]]) -> Exported:
-    """A vhost's operator policies, federation upstreams and shovels (other components stay out)."""
+def export_vhost_parameters(objects: dict[str, list[dict[str, Any]]], taken: frozenset[str] = frozenset()) -> Exported:
+    """A vhost's operator policies, federation upstreams and shovels (other components stay out); no placeholder
+    reuses a variable of ``taken`` (those other vhosts and users were given)."""
     found = Exported()
     for row in sorted(objects.get("operator_policies") or [], key=lambda r: str(r.get("name"))):
         value = BY_KIND["operator_policy"].from_row(row)
@@ -44,7 +45,7 @@ def export_vhost_parameters(objects: dict[str, list[dict[str, Any]]]) -> Exporte
             if field_name in spec:
                 path = (section, row["name"])
                 spec[field_name] = _placeholder(
-                    found, path, f"{kind.kind}_{row['name']}_{field_name}", spec[field_name]
+                    found, path, f"{kind.kind}_{row['name']}_{field_name}", spec[field_name], taken
                 )
         found.sections.setdefault(section, {})[row["name"]] = spec
     return found
@@ -60,14 +61,28 @@ def export_global_parameters(rows: list[dict[str, Any]]) -> Exported:
     return found
 
 
-def _placeholder(found: Exported, path: tuple[Any, ...], name: str, value: Any) -> Any:
+def variable_name(name: str, found: Exported, taken: frozenset[str]) -> str:
+    """``name`` as an environment variable no other placeholder of the export uses.
+
+    Names that differ only in punctuation or in letters outside ASCII (``app-a``, ``app.a``; two vhosts'
+    shovels ``drain``) would share one variable, and so one password: the later ones get ``_2``, ``_3``.
+    """
+    base = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+    variable, number = base, 1
+    while variable in found.placeholders or variable in taken:
+        number += 1
+        variable = f"{base}_{number}"
+    found.placeholders.add(variable)
+    return variable
+
+
+def _placeholder(found: Exported, path: tuple[Any, ...], name: str, value: Any, taken: frozenset[str]) -> Any:
     """``${NAME}`` for a URI with a password (each of a list), the URI itself otherwise."""
     if isinstance(value, list):
-        return [_placeholder(found, path, f"{name}_{index + 1}", item) for index, item in enumerate(value)]
+        return [_placeholder(found, path, f"{name}_{index + 1}", item, taken) for index, item in enumerate(value)]
     if not isinstance(value, str) or not Uri(value).password():
         return value
-    variable = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
-    found.placeholders.add(variable)
+    variable = variable_name(name, found, taken)
     found.notes.append(
         (path, f"set {variable} to {masked(value)} with its password (an export never writes a password)")
     )

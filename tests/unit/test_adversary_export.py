@@ -7,10 +7,15 @@ A user with no permission (an administrator or monitoring account) and a user's 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from provision_cli import run
+
+from provisioner.export.accounts import export_users
 
 
 def definitions(tmp_path: Path, limits: dict[str, object]) -> Path:
@@ -53,3 +58,48 @@ def test_a_user_limit_the_broker_refuses_is_a_problem_and_a_user_of_another_vhos
         only.stderr
     )
     assert "left out: user 'watcher': it holds no permission in any vhost" in only.stderr, only.stderr
+
+
+def shovel(vhost: str, name: str, password: str) -> dict[str, object]:
+    value = {"src-uri": f"amqp://s:{password}@h/", "src-queue": "q", "dest-uri": "amqp://", "dest-queue": "q"}
+    return {"vhost": vhost, "component": "shovel", "name": name, "value": value}
+
+
+def test_secrets_of_names_alike_or_of_two_vhosts_never_share_one_variable(tmp_path: Path) -> None:
+    """'app-a' and 'app.a', 'ü' and 'ö', shovel 'drain' in two vhosts were one ${VAR}: applying the export gave
+    every one of them the same password."""
+    users = [{"name": name, "password_hash": "x", "tags": [], "limits": {}} for name in ("app-a", "app.a", "ü", "ö")]
+    body = {
+        "vhosts": [{"name": "one"}, {"name": "two"}],
+        "users": users,
+        "permissions": [{"user": u["name"], "vhost": "one", "configure": "", "write": "", "read": ""} for u in users],
+        "parameters": [
+            shovel(vhost, name, password)
+            for vhost, name, password in (
+                ("one", "drain", "p1"),
+                ("two", "drain", "p2"),
+                ("one", "d-1", "p3"),
+                ("one", "d_1", "p4"),
+            )
+        ],
+    }
+    path = tmp_path / "definitions.json"
+    path.write_text(json.dumps(body))
+    result = run("export", "--accounts", "--definitions", str(path))
+    assert result.exit_code == 0, result.output
+    variables = re.findall(r"(?<!\$)\$\{(\w+)\}", result.stdout)
+    assert len(variables) == 8 and len(set(variables)) == 8, variables
+    out = tmp_path / "t.yaml"
+    out.write_text(result.stdout)
+    validated = run("validate", str(out), env={name: "amqp://u:a-long-password@h/" for name in variables})
+    assert validated.exit_code == 0, validated.output
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.text(st.sampled_from("aA-._ü1"), min_size=1, max_size=4), unique=True, max_size=6))
+def test_every_exported_user_has_a_variable_of_its_own(names: list[str]) -> None:
+    broker = {"users": [{"name": name, "tags": []} for name in names]}
+    taken = frozenset({"USER_A_PASSWORD"})  # one a vhost's shovel already took
+    found = export_users(broker, set(), whole=True, taken=taken)
+    variables = [spec["password"] for spec in found.sections.get("users", {}).values()]
+    assert len(set(variables)) == len(names) and not {f"${{{name}}}" for name in taken} & set(variables)
