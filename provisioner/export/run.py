@@ -73,9 +73,11 @@ def export_topology(
         sections, celery_notes = celery
         document.update(sections)
         notes.extend(celery_notes)
-    cluster = export_global_parameters(definitions.broker.get("global_parameters") or [])
+    cluster = export_global_parameters(definitions.broker.get("global_parameters") or [], frozenset(placeholders))
     if _whole_broker(definitions):
         document.update(cluster.sections)
+        notes += [(path, Note(path, message)) for path, message in cluster.notes]
+        placeholders |= cluster.placeholders
     if accounts and not definitions.unread:
         users = export_users(definitions.broker, set(exported), _whole_broker(definitions), frozenset(placeholders))
         document.update(users.sections)

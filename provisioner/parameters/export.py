@@ -51,14 +51,27 @@ def export_vhost_parameters(objects: dict[str, list[dict[str, Any]]], taken: fro
     return found
 
 
-def export_global_parameters(rows: list[dict[str, Any]]) -> Exported:
-    """The cluster's global parameters, without the broker's own (internal_cluster_id)."""
+def export_global_parameters(rows: list[dict[str, Any]], taken: frozenset[str] = frozenset()) -> Exported:
+    """The cluster's global parameters, without the broker's own (internal_cluster_id); a URI with a password
+    anywhere in a value is written as a placeholder, as a shovel's is."""
     found = Exported()
     kind = next(k for k in KINDS if k.cluster_wide)
     for row in sorted(rows, key=lambda r: str(r.get("name"))):
-        if not kind.kept(str(row.get("name"))):
-            found.sections.setdefault(kind.file_key, {})[row["name"]] = row.get("value")
+        name = str(row.get("name"))
+        if not kind.kept(name):
+            path = (kind.file_key, row["name"])
+            value = _without_passwords(found, path, f"global_parameter_{name}", row.get("value"), taken)
+            found.sections.setdefault(kind.file_key, {})[row["name"]] = value
     return found
+
+
+def _without_passwords(found: Exported, path: tuple[Any, ...], name: str, value: Any, taken: frozenset[str]) -> Any:
+    """``value`` with every URI that carries a password, at any depth, as a ``${VAR}`` placeholder."""
+    if isinstance(value, dict):
+        return {key: _without_passwords(found, path, f"{name}_{key}", item, taken) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_passwords(found, path, f"{name}_{n + 1}", item, taken) for n, item in enumerate(value)]
+    return _placeholder(found, path, name, value, taken)
 
 
 def variable_name(name: str, found: Exported, taken: frozenset[str]) -> str:

@@ -103,3 +103,30 @@ def test_every_exported_user_has_a_variable_of_its_own(names: list[str]) -> None
     found = export_users(broker, set(), whole=True, taken=taken)
     variables = [spec["password"] for spec in found.sections.get("users", {}).values()]
     assert len(set(variables)) == len(names) and not {f"${{{name}}}" for name in taken} & set(variables)
+
+
+def test_a_global_parameter_holding_a_uri_with_a_password_is_written_as_a_variable(tmp_path: Path) -> None:
+    """A global parameter's value is any JSON: a URI with a password at any depth became the -o file's text."""
+    body = {
+        "vhosts": [{"name": "/"}],
+        "global_parameters": [
+            {"name": "cluster_name", "value": "rabbit@h"},
+            {"name": "upstream", "value": "amqp://g:s3cret-one@h/"},
+            {"name": "nested", "value": {"uris": ["amqp://u:s3cret-two@a/", "amqp://b/"], "note": "plain"}},
+        ],
+    }
+    path = tmp_path / "definitions.json"
+    path.write_text(json.dumps(body))
+    out = tmp_path / "t.yaml"
+    result = run("export", "--definitions", str(path), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    written = out.read_text()
+    assert "s3cret" not in written + result.output
+    values = yaml.safe_load(written)["parameters"]
+    assert values["cluster_name"] == "rabbit@h" and values["nested"]["note"] == "plain"
+    assert values["nested"]["uris"][1] == "amqp://b/"  # no password: kept as it is
+    variables = re.findall(r"(?<!\$)\$\{(\w+)\}", written)
+    assert len(variables) == 2 and len(set(variables)) == 2, variables
+    assert values["upstream"] == "${" + variables[0] + "}" or values["upstream"] == "${" + variables[1] + "}"
+    validated = run("validate", str(out), env={name: "amqp://u:a-long-password@h/" for name in variables})
+    assert validated.exit_code == 0, validated.output
