@@ -19,6 +19,7 @@ from typing import Any
 import pika
 import pytest
 import yaml
+from click.testing import Result
 from provision_cli import run
 from rabbit import amqp_url, fresh_vhost, parameters
 
@@ -136,20 +137,28 @@ def test_queue_objects_in_routes_are_exported_and_consumed(app_module: tuple[str
     }, json.dumps(counts)
 
 
+def exported_from_nothing(module: str, folder: Path, source: str) -> Result:
+    """``export --celery-app`` of the app module ``source`` over a broker that holds nothing yet (exit 0)."""
+    (folder / f"{module}.py").write_text(source)
+    empty = folder / "empty.json"
+    empty.write_text(json.dumps({"vhosts": [{"name": "/"}], "exchanges": [], "queues": [], "bindings": []}))
+    result = run("export", "--definitions", str(empty), "--celery-app", f"{module}:app")
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def test_a_task_sent_to_an_exchange_nobody_declares_is_said_to_be_refused(
     app_module: tuple[str, Path],
 ) -> None:
     """The broker refuses a publish to a missing exchange (404, channel closed); it does not drop it quietly."""
     module, folder = app_module
-    (folder / f"{module}.py").write_text(
+    result = exported_from_nothing(
+        module,
+        folder,
         "from celery import Celery\napp = Celery('x')\n"
         f"@app.task(name='{module}.ev', exchange='{module}.events', exchange_type='topic', routing_key='ev.x')\n"
-        "def ev():\n    return None\n"
+        "def ev():\n    return None\n",
     )
-    empty = folder / "empty.json"
-    empty.write_text(json.dumps({"vhosts": [{"name": "/"}], "exchanges": [], "queues": [], "bindings": []}))
-    result = run("export", "--definitions", str(empty), "--celery-app", f"{module}:app")
-    assert result.exit_code == 0, result.output
     assert (
         f"task '{module}.ev' is published to exchange '{module}.events' with routing key 'ev.x', which vhost '/' "
         "does not hold and the app does not declare: the broker refuses the publish" in result.stderr
@@ -161,16 +170,14 @@ def test_a_route_celery_cannot_read_names_the_task_instead_of_an_internal_error(
 ) -> None:
     """A bare kombu Queue as a route value (not ``{'queue': Queue(...)}``): Celery's MapRoute raises TypeError."""
     module, folder = app_module
-    (folder / f"{module}.py").write_text(
+    result = exported_from_nothing(
+        module,
+        folder,
         "from celery import Celery\nfrom kombu import Queue\napp = Celery('x')\n"
         f"app.conf.task_routes = {{'{module}.track': Queue('{module}.track')}}\n"
         f"@app.task(name='{module}.track')\ndef track():\n    return None\n"
-        f"@app.task(name='{module}.plain')\ndef plain():\n    return None\n"
+        f"@app.task(name='{module}.plain')\ndef plain():\n    return None\n",
     )
-    empty = folder / "empty.json"
-    empty.write_text(json.dumps({"vhosts": [{"name": "/"}], "exchanges": [], "queues": [], "bindings": []}))
-    result = run("export", "--definitions", str(empty), "--celery-app", f"{module}:app")
-    assert result.exit_code == 0, result.output
     assert (
         f"problem: <stdout>:1: task '{module}.track' cannot be sent by the app itself "
         "(TypeError: 'Queue' object is not iterable); left out" in result.stderr
@@ -181,18 +188,16 @@ def test_a_route_celery_cannot_read_names_the_task_instead_of_an_internal_error(
 def test_a_queue_the_app_never_declares_is_not_said_to_be_declared_by_celery(app_module: tuple[str, Path]) -> None:
     """kombu's Queue(no_declare=True): Celery never declares it; the export keeps it (apply creates it)."""
     module, folder = app_module
-    (folder / f"{module}.py").write_text(
+    result = exported_from_nothing(
+        module,
+        folder,
         "from celery import Celery\nfrom kombu import Queue\napp = Celery('x')\n"
         f"app.conf.task_queues = [Queue('{module}.ext', no_declare=True), Queue('{module}.own')]\n"
         f"app.conf.task_routes = {{'{module}.a': {{'queue': '{module}.ext'}},\n"
         f"                         '{module}.b': {{'queue': '{module}.own'}}}}\n"
         f"@app.task(name='{module}.a')\ndef a():\n    return None\n"
-        f"@app.task(name='{module}.b')\ndef b():\n    return None\n"
+        f"@app.task(name='{module}.b')\ndef b():\n    return None\n",
     )
-    empty = folder / "empty.json"
-    empty.write_text(json.dumps({"vhosts": [{"name": "/"}], "exchanges": [], "queues": [], "bindings": []}))
-    result = run("export", "--definitions", str(empty), "--celery-app", f"{module}:app")
-    assert result.exit_code == 0, result.output
     assert f"queue '{module}.ext' is not on the broker yet, and the app never declares it (no_declare=True)" in (
         result.stderr
     ), result.stderr
