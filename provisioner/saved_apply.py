@@ -23,10 +23,10 @@ import yaml
 from provisioner.apply import ApplyOptions, ApplyReport, converge
 from provisioner.broker import accounts as broker_accounts
 from provisioner.broker.endpoints import Endpoints
-from provisioner.broker.live import LiveVhost, read_live
+from provisioner.broker.live import read_live
 from provisioner.broker.management import Management
 from provisioner.kinds.vhost import VHOST
-from provisioner.live_state import IncludeObject, ignoring
+from provisioner.live_state import IncludeObject, LiveVhost, ignoring
 from provisioner.plan import Plan
 from provisioner.planning import make_plan
 from provisioner.saved_plan import (
@@ -161,7 +161,7 @@ def _plan_and_fingerprints(
             accounts = replace(accounts, users=tuple(user for user in accounts.users if user.name in named))
         fingerprints[ACCOUNTS] = fingerprint_of(accounts)
 
-    def already_read(desired: Topology | None = None, include: IncludeObject = include) -> dict[str, LiveVhost]:
+    def already_read(desired: Topology | None = None, include: IncludeObject | None = include) -> dict[str, LiveVhost]:
         return live  # the state the fingerprints were taken of
 
     plan = make_plan(desired, management, prune, endpoints, live_soon=already_read, include=include)

@@ -12,40 +12,36 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from provisioner.broker.management import Management
 from provisioner.broker.reads import Read, read_vhosts
-from provisioner.live_state import (  # noqa: F401  # re-exported: the names callers used before the split
-    CELERY_DELAYED_DELIVERY,
-    CELERY_DELAYED_LEVELS,
-    CELERY_OWNED_EXCHANGES,
-    CELERY_OWNED_QUEUES,
-    IncludeObject,
-    LiveVhost,
-    QueueStats,
-    celery_delayed_binding,
-    celery_owned,
-    delayed_delivery_key,
-    include_object,
-    live_from_definitions,
-)
-from provisioner.topology.model import Topology
+
+if TYPE_CHECKING:  # live_state is imported where the answers arrive: a plan's read starts before it is needed
+    from provisioner.live_state import IncludeObject, LiveVhost
+    from provisioner.topology.model import Topology
 
 
 class LiveSoon(Protocol):
     """A read under way: called with the topology (and filter), it waits and returns the live state."""
 
     def __call__(
-        self, desired: Topology | None = None, include: IncludeObject = include_object
+        self, desired: Topology | None = None, include: IncludeObject | None = None
     ) -> dict[str, LiveVhost]: ...
 
 
-def _state(vhost: str, fetched: Read, desired: Topology | None, include: IncludeObject) -> LiveVhost:
+def _state(vhost: str, fetched: Read, desired: Topology | None, include: IncludeObject | None) -> LiveVhost:
+    """One vhost's answers as live state, seen through ``include`` (None: live_state.include_object)."""
+    from provisioner.live_state import LiveVhost, include_object, live_from_definitions
+
     if fetched.definitions is None:
         return LiveVhost(vhost, exists=False, read=fetched.how)
     state = live_from_definitions(
-        vhost, fetched.definitions, desired=desired, operator_policies=fetched.operator_policies, include=include
+        vhost,
+        fetched.definitions,
+        desired=desired,
+        operator_policies=fetched.operator_policies,
+        include=include or include_object,
     )
     return replace(state, read=fetched.how)
 
@@ -60,7 +56,7 @@ def _with_version(found: dict[str, LiveVhost], management: Management) -> dict[s
 
 
 def read_vhost(
-    management: Management, vhost: str, desired: Topology | None = None, include: IncludeObject = include_object
+    management: Management, vhost: str, desired: Topology | None = None, include: IncludeObject | None = None
 ) -> LiveVhost:
     """The live state of one vhost: its definitions and its operator policies."""
     return _state(vhost, read_vhosts(management, [vhost])[vhost], desired, include)
@@ -70,7 +66,7 @@ def read_live(
     management: Management,
     vhosts: Iterable[str],
     desired: Topology | None = None,
-    include: IncludeObject = include_object,
+    include: IncludeObject | None = None,
 ) -> dict[str, LiveVhost]:
     """The live state of every vhost a topology manages, as ``include`` lets it be seen."""
     fetched = read_vhosts(management, list(vhosts))
@@ -97,7 +93,7 @@ def read_live_soon(management: Management, vhosts: Iterable[str]) -> LiveSoon:
     thread = threading.Thread(target=work, name="read-live", daemon=True)
     thread.start()
 
-    def wait(desired: Topology | None = None, include: IncludeObject = include_object) -> dict[str, LiveVhost]:
+    def wait(desired: Topology | None = None, include: IncludeObject | None = None) -> dict[str, LiveVhost]:
         thread.join()
         if "error" in outcome:
             raise outcome["error"]

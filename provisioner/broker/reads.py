@@ -77,14 +77,14 @@ def read_vhosts(management: Management, vhosts: list[str]) -> dict[str, Read]:
     how = preferred()
     if how == DEFINITIONS or not vhosts:
         return {vhost: _by_definitions(management, vhost) for vhost in vhosts}
-    version = _version(management)
+    version = broker_version(management)
     if not how and exports_cheaply(version):
         return {vhost: _by_definitions(management, vhost) for vhost in vhosts}
     calls: dict[tuple[str, str], Callable[[Management], Any]] = {}
     for vhost in vhosts:
         calls |= {(vhost, kind): _lister(vhost, kind) for kind in LISTS}
         calls[(vhost, "operator_policies")] = _operator_policies(vhost)
-    answers = _in_parallel(management, calls)
+    answers = in_parallel(management, calls)
     found = {}
     for vhost in vhosts:
         lists = {kind: answers[(vhost, kind)] for kind in (*LISTS, "operator_policies")}
@@ -145,7 +145,7 @@ def _operator_policies(vhost: str) -> Callable[[Management], Any]:
     return lambda clone: clone.operator_policies(vhost)
 
 
-def _version(clone: Management) -> str:
+def broker_version(clone: Management) -> str:
     """The broker's version: '' when the overview is refused (a plan then goes on without it); a broker
     that does not answer ends the read here, before the lists would each wait for it again."""
     try:
@@ -159,7 +159,7 @@ def _version(clone: Management) -> str:
         return ""
 
 
-def _in_parallel(management: Management, calls: dict[Any, Callable[[Management], Any]]) -> dict[Any, Any]:
+def in_parallel(management: Management, calls: dict[Any, Callable[[Management], Any]]) -> dict[Any, Any]:
     """Each call on its thread's own client (a requests session is not shared between threads, and
     each keeps its connection for the thread's next call); a ManagementError is returned as the
     answer, any other error raised. Their requests count in ``management``."""

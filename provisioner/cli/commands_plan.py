@@ -11,13 +11,12 @@ from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.clients import broker_options
 from provisioner.cli.group import main
 from provisioner.cli.output import _SECRETS, EXIT_CHANGES, EXIT_ERROR, ProgressBar, reports_errors, say, say_document
-from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
 from provisioner.options import DEFAULT_LOCK_TIMEOUT, DEFAULT_WORKERS
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
     from provisioner.apply import ApplyReport
-    from provisioner.broker.live import LiveSoon, LiveVhost
-    from provisioner.live_state import IncludeObject
+    from provisioner.broker.live import LiveSoon
+    from provisioner.live_state import IncludeObject, LiveVhost
     from provisioner.plan import Plan
     from provisioner.topology.model import Topology
     from provisioner.topology.readiness import Finding
@@ -80,9 +79,8 @@ def _plan(
 
 def _remembering(read: LiveSoon, seen: dict[str, LiveVhost]) -> LiveSoon:
     """The same read, keeping what it returned in ``seen``."""
-    from provisioner.live_state import include_object
 
-    def remembered(desired: Topology | None = None, include: IncludeObject = include_object) -> dict[str, LiveVhost]:
+    def remembered(desired: Topology | None = None, include: IncludeObject | None = None) -> dict[str, LiveVhost]:
         states = read(desired, include)
         seen.update(states or {})
         return states
@@ -248,6 +246,8 @@ def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], output_f
             + f": {change.reason}"
             + parked_text(change)
         )
+    from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
+
     for item in result.drift:
         label = "operator policy" if item.policy.kind == OPERATOR_POLICY.name else "policy"
         for hit in item.hits:

@@ -130,17 +130,21 @@ def _annotated(
             comments.setdefault(path, []).append(("PROBLEM: " if note.problem else "NOTE: ") + note.message)
     draft, key_lines = emit(document, header, comments)
     marked = {path for path, note in notes if note.problem}
+    added = False
     found = list(notes)
     for path, message, problem in _refused(draft, key_lines, environ):
         if path in marked:
             continue  # the export said it already, in its own words
+        added = True
         label = "PROBLEM: " if problem else "NOTE: "
         if path:
             comments.setdefault(path, []).append(label + message)
         else:
             header.append(label + message)
         found.append((path, Note(path, message, problem)))
-    text, key_lines = emit(document, header, comments)
+    text = draft
+    if added:  # written again with validate's findings at their objects; most exports have none
+        text, key_lines = emit(document, header, comments)
     return text, [(key_lines.get(path, 1), note.message) for path, note in found if note.problem]
 
 

@@ -7,13 +7,15 @@ parts (users, permissions, parameters) that a topology cannot express yet.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from provisioner.broker.endpoints import where
 from provisioner.broker.management import Management, ManagementError
+from provisioner.broker.reads import broker_version, in_parallel
 from provisioner.errors import ProvisionerError
 from provisioner.export.file_checks import SINGULAR, malformed
 from provisioner.protected import may_protect
@@ -153,37 +155,67 @@ def from_file(path: str, vhosts: Sequence[str]) -> Definitions:
 
 
 def from_broker(management: Management, vhosts: Sequence[str]) -> Definitions:
-    """The live broker's definitions, reads only: two requests per vhost whatever its size, four for the rest."""
+    """The live broker's definitions, reads only: two requests per vhost whatever its size, five for the rest.
+
+    After the vhosts and the version, every read goes out side by side (broker/reads.py): on 4.3 a
+    vhost of 40,001 objects takes the broker 0.23 s for its definitions, 0.15 s for the internal
+    exchanges they leave out and 0.44 s for the list that says which queues it protects.
+    """
     source = f"the broker at {where(management.base)}"
     listed = management.listing("vhosts")
     visible = {item["name"] for item in listed}
     for name in vhosts:
         if name not in visible:
             raise ProvisionerError(f"vhost {name!r} is not in {source} (or this user cannot see it)")
+    names = sorted(vhosts or visible)
+    protects = may_protect(broker_version(management))
+    calls: dict[tuple[str, str], Callable[[Management], Any]] = {}
+    for name in names:
+        calls |= _vhost_reads(name, protects)
+    cluster_wide = () if vhosts else ("global-parameters",)  # only an export of every vhost holds them
+    for what in ("users", "permissions", "topic-permissions", *cluster_wide):
+        calls[("", what)] = partial(Management.listing, what=what)
+    answers = in_parallel(management, calls)
     grouped = {}
-    for name in sorted(vhosts or visible):
-        found = management.definitions(name, complete=True) or {}  # internal exchanges too, also on 4.3
-        found["operator_policies"] = management.operator_policies(name)  # definitions leave them out
-        _mark_protected(management, name, found)
+    for name in names:
+        found = _answer(answers[(name, "definitions")]) or {}  # internal exchanges too, also on 4.3
+        found["operator_policies"] = _answer(answers[(name, "operator_policies")])  # definitions leave them out
+        protected = answers.get((name, "protected"))
+        if protected is None and may_protect(str(found.get("rabbit_version") or "")):
+            protected = management.protected_queues(name)  # the overview was refused: the definitions said 4.1+
+        _mark_protected(_answer(protected) or {}, found)
         grouped[name] = {kind: list(found.get(kind) or []) for kind in OBJECT_KINDS}
     broker: dict[str, Any] = {"vhosts": [_vhost_entry(item) for item in listed if item["name"] in grouped]}
-    try:
-        cluster_wide = () if vhosts else ("global-parameters",)  # only an export of every vhost holds them
-        for what in ("users", "permissions", "topic-permissions", *cluster_wide):
-            broker[what.replace("-", "_")] = management.listing(what)
-    except ManagementError as error:
-        if error.status != 403:
-            raise
-        return Definitions(grouped, broker, source, "users and permissions need an administrator to read")
+    for (vhost, what), answer in answers.items():
+        if vhost:
+            continue
+        if isinstance(answer, ManagementError) and answer.status == 403:
+            return Definitions(grouped, broker, source, "users and permissions need an administrator to read")
+        broker[what.replace("-", "_")] = _answer(answer)
     return Definitions(grouped, broker, source)
 
 
-def _mark_protected(management: Management, vhost: str, found: dict[str, Any]) -> None:
+def _vhost_reads(vhost: str, protects: bool) -> dict[tuple[str, str], Callable[[Management], Any]]:
+    """The reads of one vhost an export makes: its definitions, operator policies and (4.1+) protected queues."""
+    calls: dict[tuple[str, str], Callable[[Management], Any]] = {
+        (vhost, "definitions"): partial(Management.definitions, vhost=vhost, complete=True),
+        (vhost, "operator_policies"): partial(Management.operator_policies, vhost=vhost),
+    }
+    if protects:
+        calls[(vhost, "protected")] = partial(Management.protected_queues, vhost=vhost)
+    return calls
+
+
+def _answer(answer: Any) -> Any:
+    """A read's answer; the ManagementError it ended in (in_parallel hands errors back) raised."""
+    if isinstance(answer, ManagementError):
+        raise answer
+    return answer
+
+
+def _mark_protected(protected: dict[str, str], found: dict[str, Any]) -> None:
     """Mark the queues the broker protects (4.1+: a plugin's own) with their owner, as its queue list shows
-    it (definitions do not): the export leaves them out, as the broker's own (one request, 4.1+ only)."""
-    if not may_protect(str(found.get("rabbit_version") or "")):
-        return
-    protected = management.protected_queues(vhost)
+    it (definitions do not): the export leaves them out, as the broker's own."""
     for item in found.get("queues") or []:
         if item.get("name") in protected:
             item["internal_owner"] = protected[item["name"]]

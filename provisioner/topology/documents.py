@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,6 +44,8 @@ __all__ = [  # the marks and the collector pause live in yaml_marks.py; importer
 ]
 
 MAX_FILE_BYTES = 5 * 1024 * 1024  # a topology of 10,000 objects is well under 2 MiB
+
+DEFAULT_VHOST = "/"  # a document without ``vhost:`` or ``vhosts:`` is for the default vhost
 
 
 @dataclass(frozen=True)
@@ -241,3 +243,13 @@ def _reader_problem(error: yaml.reader.ReaderError) -> str:
     if isinstance(error.character, int):
         return f"character {chr(error.character)!r} is not allowed ({error.reason})"
     return f"{error.reason}"
+
+
+def vhost_bodies(document: Document) -> Iterator[tuple[str, dict[str, Any], tuple[Any, ...]]]:
+    """(vhost, body, path of body) for the single-vhost and the ``vhosts:`` forms."""
+    data = document.data
+    if "vhosts" in data:
+        for name, body in data["vhosts"].items():
+            yield name, body or {}, ("vhosts", name)
+    else:
+        yield data.get("vhost", DEFAULT_VHOST), data, ()

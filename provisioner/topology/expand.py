@@ -8,7 +8,6 @@ meaning checks can point at the line that made it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,7 +15,7 @@ from provisioner.errors import Problem
 from provisioner.kinds.binding import BINDING
 from provisioner.kinds.queue import QUEUE
 from provisioner.kinds.vhost import VHOST
-from provisioner.topology.documents import Document
+from provisioner.topology.documents import DEFAULT_VHOST, Document, vhost_bodies
 from provisioner.topology.model import (
     QUEUE_ARGUMENT_NAMES,
     Binding,
@@ -38,7 +37,6 @@ from provisioner.topology.model import (
 )
 from provisioner.topology.read_accounts import AccountsReader
 
-DEFAULT_VHOST = "/"
 DEFAULT_DEAD_LETTER_SUFFIX = "dead"
 RETRY_QUEUE_INFIX = "retry"
 MAX_TTL_MS = 2**32 - 1  # the broker's limit for x-message-ttl
@@ -96,16 +94,6 @@ class Expansion:
 
 def _name_of(resource: Resource) -> str:
     return resource.name
-
-
-def vhost_bodies(document: Document) -> Iterator[tuple[str, dict[str, Any], tuple[Any, ...]]]:
-    """(vhost, body, path of body) for the single-vhost and the ``vhosts:`` forms."""
-    data = document.data
-    if "vhosts" in data:
-        for name, body in data["vhosts"].items():
-            yield name, body or {}, ("vhosts", name)
-    else:
-        yield data.get("vhost", DEFAULT_VHOST), data, ()
 
 
 def expand_documents(documents: list[Document]) -> tuple[Topology, dict[Key, Origin], list[Problem]]:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.errors import Problem, TopologyInvalid
 from provisioner.profile import phase
 from provisioner.retain import retain
-from provisioner.topology.checks import meaning_problems
-from provisioner.topology.documents import Document, collector_paused, read_document
-from provisioner.topology.expand import expand_documents, vhost_bodies
-from provisioner.topology.model import Topology
+from provisioner.topology.documents import Document, collector_paused, read_document, vhost_bodies
 from provisioner.topology.schema import schema_problems, wants_text
 from provisioner.topology.text_guard import text_problems
 from provisioner.topology.variables import interpolate
+
+if TYPE_CHECKING:
+    from provisioner.topology.model import Topology
 
 
 def load(
@@ -66,6 +67,10 @@ def _load(
         raise TopologyInvalid(problems)
     if on_vhosts is not None:
         on_vhosts(list(dict.fromkeys(vhost for document in documents for vhost, _, _ in vhost_bodies(document))))
+    # Imported only now, while a plan's read is already with the broker (the model and its checks: ~50 ms).
+    from provisioner.topology.checks import meaning_problems
+    from provisioner.topology.expand import expand_documents
+
     with phase("expand"):
         topology, origins, problems = expand_documents(documents)
     with phase("checks"):

@@ -26,9 +26,9 @@ from rabbit import (
     version,
 )
 
-from provisioner.broker.live import live_from_definitions
 from provisioner.cli import main
 from provisioner.diff import differences
+from provisioner.live_state import live_from_definitions
 from provisioner.output import plan_lines
 from provisioner.topology import load, readiness
 from provisioner.topology.model import Policy, Queue, Topology
