@@ -43,6 +43,7 @@ from provisioner.topology.documents import MAX_FILE_BYTES
 from provisioner.topology.model import Topology
 
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else ""  # GNU time: the peak RSS of one process
+FLOOR = Path(__file__).with_name("floor.py")
 REFRESH_SAMPLE = 300  # objects read one by one for the per-object refresh; the rest is extrapolated
 PROFILED = ("validate", "render", "apply (fresh)", "plan (no-op)", "apply (no-op)")
 
@@ -127,8 +128,16 @@ class Runner:
         self.base = endpoints.management_base
         self.vhosts: list[str] = []
 
-    def command(self, *arguments: str, profile: bool = False, env: dict[str, str] | None = None) -> tuple[Sample, str]:
+    def command(
+        self,
+        *arguments: str,
+        profile: bool = False,
+        env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+    ) -> tuple[Sample, str]:
         """One process: wall time from start to exit, its CPU time (wait4) and peak RSS (/usr/bin/time).
+
+        ``program`` runs instead of `provision` (bench/floor.py's floors).
 
         wait4's peak RSS would count this benchmark's own memory (a child inherits its
         parent's high-water mark across exec), so the small /usr/bin/time starts `provision`.
@@ -141,7 +150,7 @@ class Runner:
             wrapper = [TIME, "-o", rss.name, "-f", "%M"] if TIME else []
             started = time.perf_counter()
             process = subprocess.Popen(  # no terminal on stdin: apply never stops to ask
-                [*wrapper, self.provision, *arguments],
+                [*wrapper, *(program or [self.provision]), *arguments],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -154,7 +163,8 @@ class Runner:
             stderr = err.read().decode(errors="replace")
             peak_kb = rss.read().decode().strip().splitlines()[-1:] if TIME else []
         if process.returncode not in (0, 2):
-            raise SystemExit(f"provision {' '.join(arguments)} failed ({process.returncode}): {stderr[-500:]}")
+            what = " ".join([*(program or ["provision"]), *arguments])
+            raise SystemExit(f"{what} failed ({process.returncode}): {stderr[-500:]}")
         rss_mb = int(peak_kb[0]) / 1024 if peak_kb and peak_kb[0].isdigit() else 0.0
         return Sample(wall, usage.ru_utime + usage.ru_stime, rss_mb), stderr
 
@@ -234,6 +244,9 @@ def one_round(runner: Runner, size: int, rows: dict[str, Row], profiles: dict[st
     run("apply (no-op)", "apply", file)
     run("export --vhost", "export", "--vhost", vhost, "--force", "-o", str(runner.folder / "exported.yaml"))
     run("dlq list", "dlq", "list", file)
+    floor = [sys.executable, str(FLOOR)]
+    rows["floor: a process, one GET"].samples.append(runner.command("get", vhost, program=floor)[0])
+    rows["floor: dlq list"].samples.append(runner.command("dlq", file, vhost, program=floor)[0])
 
     topology = load([file])
     names = [q.name for q in topology.queues][:REFRESH_SAMPLE]
@@ -280,6 +293,8 @@ LABELS = (
     "plan (3 bindings drifted)",
     "export --vhost",
     "dlq list",
+    "floor: a process, one GET",
+    "floor: dlq list",
     "per-object GETs",
 )
 BASELINE = {  # what each row is compared with, in the same round
@@ -293,6 +308,13 @@ BASELINE = {  # what each row is compared with, in the same round
     "plan (3 bindings drifted)": "GET /api/definitions",
     "export --vhost": "GET /api/definitions",
     "dlq list": "GET /api/definitions",
+    "floor: a process, one GET": "GET /api/definitions",
+    "floor: dlq list": "GET /api/definitions",
+}
+FLOORS = {  # bench/floor.py: what no Python tool could beat on this machine, for the rows that miss a target
+    "plan (no-op)": "floor: a process, one GET",
+    "export --vhost": "floor: a process, one GET",
+    "dlq list": "floor: dlq list",
 }
 
 
@@ -358,6 +380,10 @@ def targets(results: dict[int, tuple[int, dict[str, Row]]]) -> list[tuple[str, b
         if 8000 in results:
             value = ratio(8000, label, "GET /api/definitions")
             checks.append((f"{label} <= {most}x one GET (N=8000)", value <= most, f"{value:.2f}"))
+    for size, (_, rows) in sorted(results.items()):
+        for label, floor in FLOORS.items():
+            value = rows[label].median() / rows[floor].median()
+            checks.append((f"(against bench/floor.py) {label} / {floor} (N={size})", True, f"{value:.2f}"))
     if 8000 in results:
         memory = results[8000][1]["plan (no-op)"].median("rss_mb")
         checks.append(("no-op plan peak memory < 250 MB (N=8000)", memory < 250, f"{memory:.0f} MB"))
@@ -368,7 +394,7 @@ def targets(results: dict[int, tuple[int, dict[str, Row]]]) -> list[tuple[str, b
         for label in ("plan (no-op)", "apply (no-op)", "export --vhost", "dlq list"):  # ours: the CPU
             growth = results[8000][1][label].median("cpu") / results[2000][1][label].median("cpu")
             checks.append((f"(our CPU time) {label}: N=2000 -> 8000", True, f"{growth:.2f}x"))
-        for label in ("import POST /api/definitions", "GET /api/definitions"):
+        for label in ("import POST /api/definitions", "GET /api/definitions", *FLOORS.values()):
             growth = results[8000][1][label].median() / results[2000][1][label].median()
             checks.append((f"(the broker's own) {label}: N=2000 -> 8000", True, f"{growth:.2f}x"))
     return checks

@@ -32,6 +32,9 @@ def test_bench_prints_the_table_and_leaves_no_vhost() -> None:
         assert f"\n{row} " in out, row
     for row in ("plan (no-op)", "apply (no-op)", "GET /api/definitions", "per-object GETs"):
         assert f"\n{row} " in out, row
+    for row in ("floor: a process, one GET", "floor: dlq list"):  # bench/floor.py, in the same round
+        assert f"\n{row} " in out, row
+    assert "(against bench/floor.py) dlq list / floor: dlq list (N=20)" in out
     assert "plan (no-op)           yaml=" in out and " read=" in out  # the phases of a whole process
     assert "validate of one 0.01 MiB file" in out and "peak" in out
     left = {v["name"] for v in api("GET", "vhosts").json() if v["name"].startswith(prefix)}
