@@ -70,30 +70,49 @@ def exports_cheaply(version: str) -> bool:
 def read_vhosts(management: Management, vhosts: list[str]) -> dict[str, Read]:
     """Every vhost's document and operator policies, the cheaper way for this broker.
 
-    The broker's version comes first (one small request): on a broker that exports
-    cheaply, each vhost's definitions; elsewhere the lists of every vhost side by
-    side, the version going into each document as ``rabbit_version``, as definitions carry it.
+    The broker's version and every vhost's operator policies go first, side by
+    side (small requests, read the same way either way); then, on a broker that
+    exports cheaply, each vhost's definitions, elsewhere the lists of every vhost,
+    side by side too, the version going into each document as ``rabbit_version``,
+    as definitions carry it. Two waves: on 4.3 a thread that waits for one answer
+    after another waits each time for the checks of the topology to let it run.
     """
     how = preferred()
     if how == DEFINITIONS or not vhosts:
         return {vhost: _by_definitions(management, vhost) for vhost in vhosts}
-    version = broker_version(management)
-    if not how and exports_cheaply(version):
-        return {vhost: _by_definitions(management, vhost) for vhost in vhosts}
+    first: dict[tuple[str, str], Callable[[Management], Any]] = {("", "version"): broker_version}
+    first |= {(vhost, "operator_policies"): _operator_policies(vhost) for vhost in vhosts}
+    answers = in_parallel(management, first)
+    version = _raised(answers[("", "version")])
     calls: dict[tuple[str, str], Callable[[Management], Any]] = {}
+    cheaply = not how and exports_cheaply(version)
     for vhost in vhosts:
-        calls |= {(vhost, kind): _lister(vhost, kind) for kind in LISTS}
-        calls[(vhost, "operator_policies")] = _operator_policies(vhost)
-    answers = in_parallel(management, calls)
+        if cheaply:
+            calls[(vhost, DEFINITIONS)] = _definitions(vhost)
+        else:
+            calls |= {(vhost, kind): _lister(vhost, kind) for kind in LISTS}
+    answers |= in_parallel(management, calls)
     found = {}
     for vhost in vhosts:
-        lists = {kind: answers[(vhost, kind)] for kind in (*LISTS, "operator_policies")}
+        policies = answers[(vhost, "operator_policies")]
+        if cheaply:
+            definitions = _raised(answers[(vhost, DEFINITIONS)])
+            found[vhost] = Read(definitions, list(_raised(policies)) if definitions is not None else [], DEFINITIONS)
+            continue
+        lists = {kind: answers[(vhost, kind)] for kind in LISTS} | {"operator_policies": policies}
         if any(isinstance(answer, ManagementError) for answer in lists.values()):
             found[vhost] = _refused(management, vhost, lists)
             continue
         document = _document(lists, version)
         found[vhost] = Read(document, list(lists["operator_policies"]) if document else [], BY_KIND)
     return found
+
+
+def _raised(answer: Any) -> Any:
+    """An answer of in_parallel, the ManagementError it may be raised."""
+    if isinstance(answer, ManagementError):
+        raise answer
+    return answer
 
 
 def _refused(management: Management, vhost: str, lists: dict[str, Any]) -> Read:
@@ -139,6 +158,10 @@ def _document(lists: dict[str, Any], version: str) -> dict[str, Any] | None:
 def _lister(vhost: str, kind: str) -> Callable[[Management], Any]:
     path, params = f"{kind}/{quote(vhost, safe='')}", LISTS[kind]
     return lambda clone: clone.get(path, params)
+
+
+def _definitions(vhost: str) -> Callable[[Management], Any]:
+    return lambda clone: clone.definitions(vhost)
 
 
 def _operator_policies(vhost: str) -> Callable[[Management], Any]:
