@@ -11,7 +11,7 @@ Connections are opened (node by node, retried) in connect.py.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from provisioner.broker.connect import (
 )
 from provisioner.broker.endpoints import Endpoints
 from provisioner.broker.lazy import LazyModule
+from provisioner.broker.passive import pipelined_counts
 from provisioner.broker.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 from provisioner.broker.words import broker_words
 from provisioner.errors import BrokerError
@@ -48,6 +49,7 @@ __all__ = [  # connecting lives in connect.py; its names stay importable from he
     "check_login",
     "close_quietly",
     "count_queue",
+    "count_queues",
     "drop_socket",
     "node_parameters",
     "open_connection",
@@ -344,24 +346,44 @@ class Amqp:
         """
         if not names:
             return {}
-        counts: dict[str, tuple[int, int]] = {}
         connection = self.connect()
         try:
-            channel = connection.channel()
-            for name in names:
-                try:
-                    found = count_queue(channel, name)
-                except pika.exceptions.ChannelClosedByBroker as error:
-                    raise BrokerError(
-                        f"reading queue {name!r}: {error.reply_code} {broker_words(error.reply_text)}"
-                    ) from error
-                if found is None:
-                    channel = connection.channel()  # the 404 closed it
-                    continue
-                counts[name] = found
-            return counts
+            return {name: found for name, found in count_queues(connection, names) if found is not None}
         finally:
             close_quietly(connection)
+
+
+def count_queues(
+    connection: pika.BlockingConnection, names: Sequence[str]
+) -> Iterator[tuple[str, tuple[int, int] | None]]:
+    """Each name with its exact (ready messages, consumers), None when missing, in the order of ``names``.
+
+    The declares go out pipelined (passive.py); a name whose 404 text would pass
+    255 bytes (see count_queue) is counted alone, in its place, as is any name the
+    lanes did not reach. So the first refusal in the order of ``names`` is the one
+    raised, as a BrokerError with the broker's words, as counting one by one did;
+    a lost connection raises as pika raised it.
+    """
+    vhost = connection._impl.params.virtual_host
+    answers = pipelined_counts(connection, [name for name in names if not not_found_overflows(name, vhost)])
+    channel: BlockingChannel | None = None
+    for name in names:
+        found = answers.get(name, _UNASKED)
+        if found is _UNASKED:
+            if channel is None or not channel.is_open:
+                channel = connection.channel()  # the first one alone, or a 404 closed the last
+            try:
+                found = count_queue(channel, name)
+            except pika.exceptions.ChannelClosedByBroker as error:
+                found = error
+        if isinstance(found, pika.exceptions.ChannelClosedByBroker):
+            raise BrokerError(f"reading queue {name!r}: {found.reply_code} {broker_words(found.reply_text)}") from found
+        yield name, found
+    if channel is not None and channel.is_open:
+        channel.close()
+
+
+_UNASKED: Any = object()  # a name the pipelined count left to count_queue
 
 
 def count_queue(
@@ -369,8 +391,9 @@ def count_queue(
 ) -> tuple[int, int] | None:
     """Exact (ready messages, consumers) of a queue by passive declare; None when it does not exist.
 
-    The one place a queue is counted (the management API's figures lag). A 404
-    closes the channel; any other refusal is raised as pika raised it. Where the
+    The one place a queue is counted alone (the management API's figures lag;
+    passive.py counts many at once). A 404 closes the channel; any other refusal
+    is raised as pika raised it. Where the
     broker's 404 text would pass 255 bytes (a long queue or vhost name), RabbitMQ
     4.0 cannot send it and closes the whole connection (541): ``exists`` (the
     management API) is asked first there.

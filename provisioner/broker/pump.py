@@ -471,7 +471,7 @@ class Pump:
                 self.connection.process_data_events(time_limit=TICK)
 
 
-class _RawCookie:
+class RawCookie:
     """What BlockingConnection.close asks of each channel, for a raw one (else it fails on a missing wrapper)."""
 
     def __init__(self, channel: Any) -> None:
@@ -494,7 +494,7 @@ def raw_channel(connection: pika.BlockingConnection) -> Any:
     connection._impl.channel(on_open_callback=opened.append)
     while not opened:
         connection.process_data_events(time_limit=TICK)
-    opened[0]._set_cookie(_RawCookie(opened[0]))  # the connection closes it with the others
+    opened[0]._set_cookie(RawCookie(opened[0]))  # the connection closes it with the others
     return opened[0]
 
 

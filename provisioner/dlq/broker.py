@@ -20,7 +20,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from provisioner.broker.amqp import count_queue
+from provisioner.broker.amqp import count_queues
 from provisioner.broker.pump import MARKER, SYNC_EVERY, MoveNacked, MoveRefused, Pump, Send, foreign_user_id
 from provisioner.broker.words import broker_words
 from provisioner.dlq.letters import DeadLetterQueue, Destination, Letter
@@ -50,22 +50,17 @@ def message_count(connection: pika.BlockingConnection, queue: DeadLetterQueue) -
 
 
 def message_counts(connection: pika.BlockingConnection, queues: list[DeadLetterQueue]) -> dict[str, int]:
-    """Each queue's exact ready messages, by passive declares on one channel; a missing queue is one clear error."""
-    channel = connection.channel()
+    """Each queue's exact ready messages, by passive declares pipelined on one connection (broker/passive.py).
+
+    The first queue in the list that is missing or refused is one clear error.
+    """
     counts = {}
-    for queue in queues:
-        try:
-            found = count_queue(channel, queue.name)
-        except pika.exceptions.ChannelClosedByBroker as error:
-            raise BrokerError(
-                f"reading queue {queue.name!r}: {error.reply_code} {broker_words(error.reply_text)}"
-            ) from error
+    for (name, found), queue in zip(count_queues(connection, [queue.name for queue in queues]), queues, strict=True):
         if found is None:
             raise BrokerError(
-                f"dead-letter queue {queue.name!r} does not exist in vhost {queue.vhost!r} (run provision apply)"
+                f"dead-letter queue {name!r} does not exist in vhost {queue.vhost!r} (run provision apply)"
             )
-        counts[queue.name] = found[0]
-    channel.close()
+        counts[name] = found[0]
     return counts
 
 
