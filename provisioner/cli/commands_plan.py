@@ -11,6 +11,7 @@ from provisioner.broker.clients import BrokerClients as Broker
 from provisioner.cli.clients import broker_options
 from provisioner.cli.group import main
 from provisioner.cli.output import _SECRETS, EXIT_CHANGES, EXIT_ERROR, ProgressBar, reports_errors, say, say_document
+from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
 from provisioner.options import DEFAULT_LOCK_TIMEOUT, DEFAULT_WORKERS
 
 if TYPE_CHECKING:  # each command imports what it needs when it runs: `provision --version` stays fast
@@ -246,8 +247,6 @@ def drift(files: tuple[str, ...], prune: bool, ignore: tuple[str, ...], output_f
             + f": {change.reason}"
             + parked_text(change)
         )
-    from provisioner.kinds.runtime_parameters import OPERATOR_POLICY
-
     for item in result.drift:
         label = "operator policy" if item.policy.kind == OPERATOR_POLICY.name else "policy"
         for hit in item.hits:
