@@ -70,8 +70,7 @@ def dlq(file: str, vhost: str) -> None:
     for lane in lanes:
         if lane:
             start(lane)
-    while len(counts) < len(names):
-        connection.process_data_events(time_limit=1)
+    connection._flush_output(lambda: len(counts) == len(names))  # the wait of pika's blocking commands
     print(f"{len(counts)} queues, {sum(counts.values())} messages")
 
 

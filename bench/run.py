@@ -389,12 +389,14 @@ def targets(results: dict[int, tuple[int, dict[str, Row]]]) -> list[tuple[str, b
         checks.append(("no-op plan peak memory < 250 MB (N=8000)", memory < 250, f"{memory:.0f} MB"))
     if 2000 in results and 8000 in results:
         for label in BASELINE:
+            if label in FLOORS.values():
+                continue  # a floor is the broker's and the interpreter's: listed with the broker's own below
             growth = results[8000][1][label].median() / results[2000][1][label].median()
             checks.append((f"{label}: N=2000 -> 8000 grows <= 4.4x", growth <= 4.4, f"{growth:.2f}x"))
         for label in ("plan (no-op)", "apply (no-op)", "export --vhost", "dlq list"):  # ours: the CPU
             growth = results[8000][1][label].median("cpu") / results[2000][1][label].median("cpu")
             checks.append((f"(our CPU time) {label}: N=2000 -> 8000", True, f"{growth:.2f}x"))
-        for label in ("import POST /api/definitions", "GET /api/definitions", *FLOORS.values()):
+        for label in ("import POST /api/definitions", "GET /api/definitions", *dict.fromkeys(FLOORS.values())):
             growth = results[8000][1][label].median() / results[2000][1][label].median()
             checks.append((f"(the broker's own) {label}: N=2000 -> 8000", True, f"{growth:.2f}x"))
     return checks
