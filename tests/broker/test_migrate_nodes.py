@@ -19,9 +19,9 @@ import pytest
 import requests
 from nodes import ThrowawayNode
 from provision_cli import PROVISION
-from rabbit import consume_all, wait_for
+from rabbit import consume_all, publish_all_confirmed, wait_for
 
-from provisioner.broker.pump import MARKER, NODE_KILL_WINDOW, PREFETCH, close_quietly_channel, raw_channel
+from provisioner.broker.pump import MARKER, NODE_KILL_WINDOW, PREFETCH
 from provisioner.broker.shovel import shovel_name
 from provisioner.migration.steps import temporary_name
 from provisioner.topology.model import LOCK_QUEUE
@@ -50,31 +50,10 @@ def node(broker: None) -> Iterator[ThrowawayNode]:
 def publish_confirmed(
     node: ThrowawayNode, vhost: str, queue: str, bodies: list[bytes], headers: dict[str, Any] | None = None
 ) -> None:
-    """Persistent messages, pipelined, each confirmed: only a confirmed message is the broker's to keep.
-
-    (Unconfirmed ones may still sit in a classic queue's write buffer: RabbitMQ 4.0 loses them to a node kill.)
-    """
+    """Persistent messages, pipelined, each confirmed (tests/rabbit.py)."""
     connection = pika.BlockingConnection(node.parameters(vhost))
-    channel = raw_channel(connection)
-    confirmed: set[int] = set()
-    upto = [0]
-
-    def on_confirm(frame: Any) -> None:
-        assert isinstance(frame.method, pika.spec.Basic.Ack), frame.method
-        if frame.method.multiple:
-            upto[0] = max(upto[0], frame.method.delivery_tag)
-        else:
-            confirmed.add(frame.method.delivery_tag)
-
-    selected: list[bool] = []
-    channel.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: selected.append(True))
-    while not selected:
-        connection.process_data_events(time_limit=0.05)
-    for body in bodies:
-        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2, headers=headers))
-    while not all(tag <= upto[0] or tag in confirmed for tag in range(1, len(bodies) + 1)):
-        connection.process_data_events(time_limit=0.05)
-    close_quietly_channel(connection, channel)  # a raw channel left open trips BlockingConnection.close
+    properties = pika.BasicProperties(delivery_mode=2, headers=headers)
+    publish_all_confirmed(connection, ((queue, body, properties) for body in bodies))
     connection.close()
 
 

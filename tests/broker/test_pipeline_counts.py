@@ -22,12 +22,11 @@ import pika.spec
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 from provision_cli import run, write
-from rabbit import endpoints, fresh_vhost, parameters
+from rabbit import endpoints, fresh_vhost, parameters, publish_all_confirmed
 
 from provisioner.broker.amqp import Amqp, count_queues, not_found_overflows
 from provisioner.broker.connect import drop_socket
 from provisioner.broker.passive import LANES
-from provisioner.broker.pump import close_quietly_channel, raw_channel
 from provisioner.dlq import broker
 from provisioner.dlq.letters import dead_letter_queues
 from provisioner.errors import BrokerError
@@ -39,29 +38,10 @@ QUEUES = 200
 def publish_confirmed(vhost: str, counts: dict[str, int]) -> None:
     """``counts[name]`` messages into each queue, pipelined, every one confirmed (so every one is counted)."""
     connection = pika.BlockingConnection(parameters(vhost))
-    channel = raw_channel(connection)
-    confirmed: set[int] = set()
-    upto = [0]
-
-    def on_confirm(frame: Any) -> None:
-        assert isinstance(frame.method, pika.spec.Basic.Ack), frame.method
-        if frame.method.multiple:
-            upto[0] = max(upto[0], frame.method.delivery_tag)
-        else:
-            confirmed.add(frame.method.delivery_tag)
-
-    selected: list[bool] = []
-    channel.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: selected.append(True))
-    while not selected:
-        connection.process_data_events(time_limit=0.05)
-    sent = 0
-    for name, count in counts.items():
-        for _ in range(count):
-            channel.basic_publish("", name, b"m", pika.BasicProperties(delivery_mode=2))
-            sent += 1
-    while not all(tag <= upto[0] or tag in confirmed for tag in range(1, sent + 1)):
-        connection.process_data_events(time_limit=0.05)
-    close_quietly_channel(connection, channel)
+    persistent = pika.BasicProperties(delivery_mode=2)
+    publish_all_confirmed(
+        connection, ((name, b"m", persistent) for name, count in counts.items() for _ in range(count))
+    )
     connection.close()
 
 
