@@ -83,7 +83,7 @@ def read_vhosts(management: Management, vhosts: list[str]) -> dict[str, Read]:
     first: dict[tuple[str, str], Callable[[Management], Any]] = {("", "version"): broker_version}
     first |= {(vhost, "operator_policies"): _operator_policies(vhost) for vhost in vhosts}
     answers = in_parallel(management, first)
-    version = _raised(answers[("", "version")])
+    version = raised(answers[("", "version")])
     calls: dict[tuple[str, str], Callable[[Management], Any]] = {}
     cheaply = not how and exports_cheaply(version)
     for vhost in vhosts:
@@ -96,8 +96,8 @@ def read_vhosts(management: Management, vhosts: list[str]) -> dict[str, Read]:
     for vhost in vhosts:
         policies = answers[(vhost, "operator_policies")]
         if cheaply:
-            definitions = _raised(answers[(vhost, DEFINITIONS)])
-            found[vhost] = Read(definitions, list(_raised(policies)) if definitions is not None else [], DEFINITIONS)
+            definitions = raised(answers[(vhost, DEFINITIONS)])
+            found[vhost] = Read(definitions, list(raised(policies)) if definitions is not None else [], DEFINITIONS)
             continue
         lists = {kind: answers[(vhost, kind)] for kind in LISTS} | {"operator_policies": policies}
         if any(isinstance(answer, ManagementError) for answer in lists.values()):
@@ -108,8 +108,8 @@ def read_vhosts(management: Management, vhosts: list[str]) -> dict[str, Read]:
     return found
 
 
-def _raised(answer: Any) -> Any:
-    """An answer of in_parallel, the ManagementError it may be raised."""
+def raised(answer: Any) -> Any:
+    """An answer of in_parallel; the ManagementError it hands back in place of one, raised."""
     if isinstance(answer, ManagementError):
         raise answer
     return answer

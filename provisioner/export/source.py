@@ -15,7 +15,7 @@ from typing import Any
 
 from provisioner.broker.endpoints import where
 from provisioner.broker.management import Management, ManagementError
-from provisioner.broker.reads import broker_version, in_parallel
+from provisioner.broker.reads import broker_version, in_parallel, raised
 from provisioner.errors import ProvisionerError
 from provisioner.export.file_checks import SINGULAR, malformed
 from provisioner.protected import may_protect
@@ -178,12 +178,12 @@ def from_broker(management: Management, vhosts: Sequence[str]) -> Definitions:
     answers = in_parallel(management, calls)
     grouped = {}
     for name in names:
-        found = _answer(answers[(name, "definitions")]) or {}  # internal exchanges too, also on 4.3
-        found["operator_policies"] = _answer(answers[(name, "operator_policies")])  # definitions leave them out
+        found = raised(answers[(name, "definitions")]) or {}  # internal exchanges too, also on 4.3
+        found["operator_policies"] = raised(answers[(name, "operator_policies")])  # definitions leave them out
         protected = answers.get((name, "protected"))
         if protected is None and may_protect(str(found.get("rabbit_version") or "")):
             protected = management.protected_queues(name)  # the overview was refused: the definitions said 4.1+
-        _mark_protected(_answer(protected) or {}, found)
+        _mark_protected(raised(protected) or {}, found)
         grouped[name] = {kind: list(found.get(kind) or []) for kind in OBJECT_KINDS}
     broker: dict[str, Any] = {"vhosts": [_vhost_entry(item) for item in listed if item["name"] in grouped]}
     for (vhost, what), answer in answers.items():
@@ -191,7 +191,7 @@ def from_broker(management: Management, vhosts: Sequence[str]) -> Definitions:
             continue
         if isinstance(answer, ManagementError) and answer.status == 403:
             return Definitions(grouped, broker, source, "users and permissions need an administrator to read")
-        broker[what.replace("-", "_")] = _answer(answer)
+        broker[what.replace("-", "_")] = raised(answer)
     return Definitions(grouped, broker, source)
 
 
@@ -204,13 +204,6 @@ def _vhost_reads(vhost: str, protects: bool) -> dict[tuple[str, str], Callable[[
     if protects:
         calls[(vhost, "protected")] = partial(Management.protected_queues, vhost=vhost)
     return calls
-
-
-def _answer(answer: Any) -> Any:
-    """A read's answer; the ManagementError it ended in (in_parallel hands errors back) raised."""
-    if isinstance(answer, ManagementError):
-        raise answer
-    return answer
 
 
 def _mark_protected(protected: dict[str, str], found: dict[str, Any]) -> None:
